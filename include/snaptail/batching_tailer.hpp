@@ -1,0 +1,585 @@
+// Follows a file like `tail -F`, parses its lines, and hands a sink batches by count, bytes or
+// linger time. The file on disk is the buffer: when the sink lags, reading stops.
+#pragma once
+
+#include <snaptail/batch.hpp>
+#include <snaptail/detail/file_watcher.hpp>
+#include <snaptail/detail/path_follower.hpp>
+#include <snaptail/error.hpp>
+#include <snaptail/line_framer.hpp>
+#include <snaptail/line_parser.hpp>
+#include <snaptail/position.hpp>
+#include <snaptail/tail_options.hpp>
+#include <snaptail/tailer_stats.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace snaptail {
+
+namespace detail {
+
+template <class P>
+struct record_or_void {
+    using type = void;
+};
+template <LineParser P>
+struct record_or_void<P> {
+    using type = record_t<P>;
+};
+
+// Reads are large so that syscalls stay rare, and small enough that a chunk is framed while
+// it is still in cache.
+inline constexpr std::size_t read_chunk_bytes = std::size_t{256} << 10;
+
+}  // namespace detail
+
+/// Follows one file and delivers its lines, parsed by `Parser`, in batches to a sink.
+///
+///     snaptail::TailOptions options;
+///     options.path = "/var/log/orders.log";
+///     snaptail::BatchingTailer tailer(options, snaptail::RawLineParser{},
+///         [](snaptail::Batch<std::string_view>& batch) {
+///             for (std::string_view line : batch.records()) { consume(line); }
+///         });
+///     tailer.start();  // ... tailer.stop() delivers what was read, then joins.
+///
+/// Delivery: each batch goes to the sink once it holds max_batch_lines records or
+/// max_batch_bytes bytes, or its first record has waited `linger`. The sink runs on the
+/// tailer's thread; while it runs nothing more is read, so memory stays within
+/// read_ahead_bytes whatever the backlog. Faults go to the error handler; none stops the tailer.
+template <class Parser>
+class BatchingTailer {
+    static_assert(LineParser<Parser>,
+                  "snaptail::BatchingTailer<Parser>: Parser must have a member function "
+                  "parse(std::string_view) returning a movable record R or std::optional<R> "
+                  "(see snaptail::LineParser)");
+
+public:
+    using parser_type = Parser;
+    using record_type = typename detail::record_or_void<Parser>::type;
+    using batch_type = Batch<record_type>;
+    /// Receives each batch on the tailer's thread. May throw: the batch is then retried.
+    using Sink = std::function<void(batch_type&)>;
+    using clock = std::chrono::steady_clock;
+
+    /// Validates the options (throws InvalidOptions naming the bad one) and allocates the
+    /// read buffer. Starts nothing.
+    BatchingTailer(TailOptions options, Parser parser, Sink sink,
+                   ErrorHandler on_error = print_error)
+        : options_((validate(options), std::move(options))),
+          parser_(std::move(parser)),
+          sink_(std::move(sink)),
+          on_error_(on_error ? std::move(on_error) : ErrorHandler(print_error)),
+          framer_(options_.max_line_bytes, options_.long_lines, options_.strip_cr),
+          follower_(options_.path, options_.rotate_wait),
+          buffer_(std::make_unique_for_overwrite<char[]>(options_.read_ahead_bytes + line_padding)) {
+        if (!sink_) {
+            throw InvalidOptions("snaptail: BatchingTailer needs a sink (an empty function was given)");
+        }
+        std::memset(buffer_.get() + options_.read_ahead_bytes, 0, line_padding);
+        records_.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
+        shared_stats_.current_file = options_.path.string();
+    }
+
+    BatchingTailer(const BatchingTailer&) = delete;
+    BatchingTailer& operator=(const BatchingTailer&) = delete;
+
+    /// Stops and joins a tailer started with start(). Blocks until the sink returns.
+    ~BatchingTailer() { stop(); }
+
+    /// Follows the file in the calling thread until `stop` is requested (or idle_exit passes),
+    /// then delivers the complete lines already read and returns. Blocks. Not reentrant:
+    /// throws std::logic_error if the tailer is already running.
+    void run(std::stop_token stop) {
+        if (running_.exchange(true)) {
+            throw std::logic_error("snaptail: BatchingTailer::run: the tailer is already running");
+        }
+        struct Running {
+            std::atomic<bool>& flag;
+            ~Running() { flag = false; }
+        } running{running_};
+        detail::FileWatcher watcher(options_.path, options_.use_inotify);
+        std::stop_callback wake_on_stop(stop, [&watcher] { watcher.wake(); });
+        watcher_ = &watcher;
+        stop_ = stop;
+        loop();
+        finish_run();
+        watcher_ = nullptr;
+    }
+
+    /// Runs the tailer on an owned thread. Throws std::logic_error if it is already running.
+    void start() {
+        if (thread_.joinable() || running_) {
+            throw std::logic_error("snaptail: BatchingTailer::start: the tailer is already running");
+        }
+        thread_ = std::jthread([this](std::stop_token stop) {
+            try {
+                run(stop);
+            } catch (const std::exception& e) {
+                report(ErrorKind::io, fmt::format("tailer stopped: {}", e.what()));
+            } catch (...) {
+                report(ErrorKind::io, "tailer stopped: unknown exception");
+            }
+        });
+    }
+
+    /// Requests stop and joins the thread started by start(); the complete lines already read
+    /// are delivered first. Blocks while the sink finishes. Call from any thread but the sink's.
+    void stop() {
+        if (thread_.joinable()) {
+            thread_.request_stop();
+            thread_.join();
+        }
+    }
+
+    /// True while run() is executing (on start()'s thread or a caller's).
+    bool running() const noexcept { return running_; }
+
+    /// A snapshot of the counters as of the last delivered batch or wait. Thread-safe; copies
+    /// one string.
+    TailerStats stats() const {
+        std::lock_guard lock(stats_mutex_);
+        return shared_stats_;
+    }
+
+    /// The validated options. Thread-safe (immutable).
+    const TailOptions& options() const noexcept { return options_; }
+
+private:
+    void loop() {
+        bool first_open = true;
+        next_open_ = clock::now();
+        last_input_ = clock::now();
+        while (!stop_.stop_requested()) {
+            auto now = clock::now();
+            if (!follower_.file().is_open() && now >= next_open_) {
+                open_file(first_open, now);
+                first_open = false;
+            }
+            if (follower_.file().is_open() && read_and_frame()) {
+                last_input_ = clock::now();
+                if (linger_expired(last_input_)) {
+                    deliver(scan_);
+                }
+                continue;
+            }
+            now = clock::now();
+            bool changed = false;
+            if (follower_.file().is_open()) {
+                changed = check_path(now);
+            }
+            if (!records_.empty() && linger_expired(now)) {
+                deliver(scan_);
+            }
+            if (changed) {
+                continue;
+            }
+            if (idle_done(now)) {
+                break;
+            }
+            publish_stats();
+            watcher_->wait(next_timeout(now));
+        }
+    }
+
+    void finish_run() {
+        // Stop: what was read and framed goes out; an incomplete last line stays unread.
+        deliver(scan_);
+        publish_stats();
+    }
+
+    // --- which file -------------------------------------------------------------------
+
+    void open_file(bool first_open, clock::time_point now) {
+        detail::OpenOutcome outcome = follower_.open(0);
+        if (outcome.missing) {
+            open_backoff_ = {};
+            return;  // not there yet: its creation wakes us (or the next poll finds it)
+        }
+        if (!follower_.file().is_open()) {
+            ++stats_.io_errors;
+            report(outcome.not_a_file ? ErrorKind::not_a_file : ErrorKind::io, outcome.error);
+            open_backoff_ = open_backoff_ == std::chrono::milliseconds{0}
+                                ? options_.poll_interval
+                                : std::min(open_backoff_ * 2, max_backoff);
+            next_open_ = now + open_backoff_;
+            return;
+        }
+        open_backoff_ = {};
+        auto& file = follower_.file();
+        lines_done_ = 0;
+        if (first_open && options_.start == StartAt::end) {
+            seek_to_last_line_start(outcome.size);
+        }
+        reset_buffer(file.offset());
+        watcher_->watch_file(file.fd());
+        last_input_ = now;
+    }
+
+    // Starts at the beginning of the last (possibly incomplete) line, so that no line is cut,
+    // and counts the lines before it so that line numbers stay true to the file.
+    void seek_to_last_line_start(std::uint64_t size) {
+        auto& file = follower_.file();
+        std::uint64_t last_start = 0;
+        file.seek(0);
+        while (file.offset() < size) {
+            const std::uint64_t at = file.offset();
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(options_.read_ahead_bytes, size - at));
+            const long n = file.read(buffer_.get(), want);
+            if (n <= 0) {
+                break;
+            }
+            const char* begin = buffer_.get();
+            const char* end = begin + n;
+            for (const char* p = begin; (p = static_cast<const char*>(
+                                             std::memchr(p, '\n', static_cast<std::size_t>(end - p))));) {
+                ++lines_done_;
+                ++p;
+                last_start = at + static_cast<std::uint64_t>(p - begin);
+            }
+        }
+        file.seek(last_start);
+    }
+
+    // The file has no more data: what does the path say now?
+    bool check_path(clock::time_point now) {
+        auto& file = follower_.file();
+        switch (follower_.check(now)) {
+            case detail::PathChange::none: {
+                const long long size = file.size();
+                if (size >= 0) {
+                    const auto delivered = base_offset_ + hold_;
+                    const auto usize = static_cast<std::uint64_t>(size);
+                    stats_.lag = usize > delivered ? usize - delivered : 0;
+                }
+                return false;
+            }
+            case detail::PathChange::truncated: {
+                const std::uint64_t old_offset = file.offset();
+                end_file();
+                ++stats_.truncations;
+                report(ErrorKind::truncated,
+                       fmt::format("file shrank below the read offset {} (copy-and-truncate?); "
+                                   "reading again from offset 0",
+                                   old_offset),
+                       old_offset, 0);
+                file.seek(0);
+                lines_done_ = 0;
+                reset_buffer(0);
+                return true;
+            }
+            case detail::PathChange::retire:
+                end_file();
+                ++stats_.rotations;
+                follower_.close();
+                watcher_->unwatch_file();
+                lines_done_ = 0;
+                reset_buffer(0);
+                next_open_ = now;
+                return true;
+        }
+        return false;
+    }
+
+    // No more bytes will follow in this file: its incomplete last line is a line after all.
+    void end_file() {
+        feed_base_ = scan_;
+        framer_.finish(std::string_view(buffer_.get() + scan_, end_ - scan_),
+                       [this](const FramedLine& line) { on_line(line); });
+        scan_ = end_;
+        deliver(scan_);
+    }
+
+    // --- how to read it --------------------------------------------------------------
+
+    bool read_and_frame() {
+        make_room();
+        auto& file = follower_.file();
+        const std::size_t room = options_.read_ahead_bytes - end_;
+        const long n = file.read(buffer_.get() + end_, std::min(room, detail::read_chunk_bytes));
+        if (n < 0) {
+            ++stats_.io_errors;
+            report(ErrorKind::io, fmt::format("read failed: {}", detail::errno_text(errno)),
+                   file.offset(), 0);
+            return false;
+        }
+        if (n == 0) {
+            return false;
+        }
+        end_ += static_cast<std::size_t>(n);
+        stats_.bytes += static_cast<std::uint64_t>(n);
+        stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, end_ - hold_);
+        feed_base_ = scan_;
+        scan_ += framer_.feed(std::string_view(buffer_.get() + scan_, end_ - scan_),
+                              [this](const FramedLine& line) { on_line(line); });
+        return true;
+    }
+
+    // Records view the buffer, so it is compacted only when no batch is pending; when it is
+    // full, the pending batch goes out first (this is the backpressure).
+    void make_room() {
+        const std::size_t room = options_.read_ahead_bytes - end_;
+        if (!records_.empty() && room >= detail::read_chunk_bytes / 4) {
+            return;
+        }
+        if (!records_.empty() || hold_ != scan_) {
+            deliver(scan_);
+        }
+        if (scan_ > 0) {
+            std::memmove(buffer_.get(), buffer_.get() + scan_, end_ - scan_);
+            base_offset_ += scan_;
+            end_ -= scan_;
+            scan_ = 0;
+            hold_ = 0;
+        }
+    }
+
+    void reset_buffer(std::uint64_t file_offset) {
+        base_offset_ = file_offset;
+        hold_ = scan_ = end_ = 0;
+        line_start_ = consumed_offset_ = file_offset;
+        consumed_line_ = lines_done_;
+        framer_.reset();
+    }
+
+    // --- parse and batch ---------------------------------------------------------------
+
+    void on_line(const FramedLine& line) {
+        const std::uint64_t line_number = lines_done_ + 1;
+        consumed_offset_ = base_offset_ + feed_base_ + line.end;
+        if (line.first_of_long) {
+            ++stats_.long_lines;
+            if (options_.long_lines != LongLinePolicy::split) {
+                report(ErrorKind::long_line,
+                       fmt::format("line longer than max_line_bytes ({}) was {}",
+                                   options_.max_line_bytes,
+                                   options_.long_lines == LongLinePolicy::skip ? "skipped"
+                                                                               : "truncated"),
+                       line_start_, line_number);
+            }
+        }
+        if (line.deliver) {
+            parse_line(line.text, line_number);
+        }
+        if (line.ends_line) {
+            ++lines_done_;
+            ++stats_.lines;
+            line_start_ = consumed_offset_;
+        }
+        consumed_line_ = lines_done_;
+        if (records_.size() >= options_.max_batch_lines ||
+            batch_bytes_ >= options_.max_batch_bytes) {
+            deliver(feed_base_ + line.end);
+        }
+    }
+
+    void parse_line(std::string_view text, std::uint64_t line_number) {
+        try {
+            using result = detail::parse_result_t<Parser>;
+            if constexpr (detail::unwrap_optional<result>::is_optional) {
+                auto record = parser_.parse(text);
+                if (!record) {
+                    ++stats_.filtered;
+                    return;
+                }
+                add_record(std::move(*record), line_number, text.size());
+            } else {
+                add_record(parser_.parse(text), line_number, text.size());
+            }
+        } catch (const std::exception& e) {
+            ++stats_.parse_errors;
+            report(ErrorKind::parse, fmt::format("parser threw: {}", e.what()), line_start_,
+                   line_number);
+        } catch (...) {
+            ++stats_.parse_errors;
+            report(ErrorKind::parse, "parser threw a non-std exception", line_start_, line_number);
+        }
+    }
+
+    void add_record(record_type&& record, std::uint64_t line_number, std::size_t bytes) {
+        if (records_.empty()) {
+            first_line_ = line_number;
+            batch_started_ = clock::now();
+        }
+        records_.push_back(std::move(record));
+        last_line_ = line_number;
+        batch_bytes_ += bytes;
+    }
+
+    bool linger_expired(clock::time_point now) const {
+        return !records_.empty() && now - batch_started_ >= options_.linger;
+    }
+
+    // Hands the pending records to the sink, retrying a throwing sink with backoff; then
+    // releases the buffer up to `new_hold`.
+    void deliver(std::size_t new_hold) {
+        if (!records_.empty()) {
+            const Position end{follower_.file().id(), consumed_offset_, consumed_line_};
+            batch_type batch(std::span<record_type>(records_), first_line_, last_line_, end,
+                             batch_bytes_);
+            send(batch);
+            records_.clear();
+            batch_bytes_ = 0;
+            const long long size = follower_.file().size();
+            if (size >= 0) {
+                const auto usize = static_cast<std::uint64_t>(size);
+                stats_.lag = usize > consumed_offset_ ? usize - consumed_offset_ : 0;
+            }
+        }
+        hold_ = new_hold;
+        delivered_offset_ = consumed_offset_;
+        publish_stats();
+    }
+
+    void send(batch_type& batch) {
+        auto delay = options_.sink_retry_initial;
+        for (unsigned attempt = 1;; ++attempt) {
+            std::string failure;
+            try {
+                sink_(batch);
+                ++stats_.batches;
+                stats_.records += batch.size();
+                return;
+            } catch (const std::exception& e) {
+                failure = e.what();
+            } catch (...) {
+                failure = "non-std exception";
+            }
+            ++stats_.sink_errors;
+            report(ErrorKind::sink,
+                   fmt::format("sink threw on attempt {} for lines {}-{}: {}", attempt,
+                               batch.first_line(), batch.last_line(), failure),
+                   batch.end_position().offset, batch.first_line());
+            const bool exhausted =
+                options_.sink_max_attempts != 0 && attempt >= options_.sink_max_attempts;
+            if (exhausted || stop_.stop_requested()) {
+                ++stats_.skipped_batches;
+                stats_.skipped_records += batch.size();
+                report(exhausted ? ErrorKind::sink_gave_up : ErrorKind::undelivered,
+                       fmt::format("{} records of lines {}-{} (ending at byte {}) were not "
+                                   "delivered: {}",
+                                   batch.size(), batch.first_line(), batch.last_line(),
+                                   batch.end_position().offset,
+                                   exhausted ? "sink_max_attempts reached" : "stop requested"),
+                       batch.end_position().offset, batch.first_line());
+                return;
+            }
+            sleep_unless_stopped(delay);
+            delay = std::min(delay * 2, options_.sink_retry_max);
+        }
+    }
+
+    void sleep_unless_stopped(std::chrono::milliseconds delay) {
+        const auto until = clock::now() + delay;
+        for (auto now = clock::now(); now < until && !stop_.stop_requested(); now = clock::now()) {
+            watcher_->wait(
+                std::chrono::ceil<std::chrono::milliseconds>(until - now));
+        }
+    }
+
+    // --- waiting -----------------------------------------------------------------------
+
+    bool idle_done(clock::time_point now) const {
+        return options_.idle_exit.count() > 0 && records_.empty() && hold_ == scan_ &&
+               follower_.file().is_open() && !follower_.retire_deadline() &&
+               now - last_input_ >= options_.idle_exit;
+    }
+
+    std::chrono::milliseconds next_timeout(clock::time_point now) const {
+        auto deadline = now + options_.poll_interval;
+        if (!records_.empty()) {
+            deadline = std::min(deadline, batch_started_ + options_.linger);
+        }
+        if (auto retire = follower_.retire_deadline()) {
+            deadline = std::min(deadline, *retire);
+        }
+        if (!follower_.file().is_open()) {
+            deadline = std::min(deadline, std::max(next_open_, now));
+        }
+        if (options_.idle_exit.count() > 0) {
+            deadline = std::min(deadline, last_input_ + options_.idle_exit);
+        }
+        if (deadline <= now) {
+            return std::chrono::milliseconds{0};
+        }
+        return std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+    }
+
+    // --- reporting ---------------------------------------------------------------------
+
+    void report(ErrorKind kind, std::string message, std::uint64_t offset = 0,
+                std::uint64_t line = 0) noexcept {
+        try {
+            on_error_(Error{kind, std::move(message), options_.path.string(), offset, line});
+        } catch (...) {
+            // An error handler that throws must not take the tailer down with it.
+        }
+    }
+
+    void publish_stats() {
+        stats_.file_open = follower_.file().is_open();
+        stats_.offset = delivered_offset_;
+        stats_.pending_bytes = end_ - hold_;
+        std::lock_guard lock(stats_mutex_);
+        std::string file = std::move(shared_stats_.current_file);
+        shared_stats_ = stats_;
+        shared_stats_.current_file = std::move(file);
+    }
+
+    static constexpr std::chrono::milliseconds max_backoff{5000};
+
+    const TailOptions options_;
+    Parser parser_;
+    Sink sink_;
+    ErrorHandler on_error_;
+
+    // Owned by the running thread.
+    LineFramer framer_;
+    detail::PathFollower follower_;
+    std::unique_ptr<char[]> buffer_;  // read_ahead_bytes + line_padding
+    std::uint64_t base_offset_{0};    // file offset of buffer_[0]
+    std::size_t hold_{0};             // buffer_[hold_, end_) is read but not delivered
+    std::size_t scan_{0};             // buffer_[scan_, end_) is not framed yet
+    std::size_t end_{0};
+    std::size_t feed_base_{0};
+    std::uint64_t lines_done_{0};
+    std::uint64_t line_start_{0};
+    std::uint64_t consumed_offset_{0};
+    std::uint64_t consumed_line_{0};
+    std::uint64_t delivered_offset_{0};
+    std::vector<record_type> records_;
+    std::uint64_t first_line_{0};
+    std::uint64_t last_line_{0};
+    std::size_t batch_bytes_{0};
+    clock::time_point batch_started_{};
+    clock::time_point next_open_{};
+    clock::time_point last_input_{};
+    std::chrono::milliseconds open_backoff_{0};
+    detail::FileWatcher* watcher_{nullptr};
+    std::stop_token stop_;
+    TailerStats stats_;
+
+    mutable std::mutex stats_mutex_;
+    TailerStats shared_stats_;
+    std::atomic<bool> running_{false};
+    std::jthread thread_;  // last: joined before the members it uses are destroyed
+};
+
+}  // namespace snaptail

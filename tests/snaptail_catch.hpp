@@ -1,0 +1,9 @@
+// The one place that knows which Catch2 is in use: v2 ships a single header,
+// v3 a split one with its main in a separate library.
+#pragma once
+
+#if SNAPTAIL_CATCH2_MAJOR >= 3
+#include <catch2/catch_all.hpp>
+#else
+#include <catch2/catch.hpp>
+#endif
