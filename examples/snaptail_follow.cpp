@@ -102,7 +102,8 @@ Config parse_args(int argc, char** argv) {
             } else if (policy == "split") {
                 o.long_lines = snaptail::LongLinePolicy::split;
             } else {
-                usage_error(fmt::format("--long-lines takes truncate, skip or split, not '{}'", policy));
+                usage_error(
+                    fmt::format("--long-lines takes truncate, skip or split, not '{}'", policy));
             }
         } else if (arg == "--read-ahead-bytes") {
             o.read_ahead_bytes = bytes();

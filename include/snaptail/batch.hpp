@@ -13,7 +13,7 @@ namespace snaptail {
 /// tailer's read buffer). The sink may move from records(). Not thread-safe.
 template <class R>
 class Batch {
-public:
+  public:
     Batch(std::span<R> records, std::uint64_t first_line, std::uint64_t last_line,
           Position end_position, std::size_t bytes) noexcept
         : records_(records),
@@ -36,7 +36,7 @@ public:
     /// Bytes of line content in the batch (without newlines).
     std::size_t bytes() const noexcept { return bytes_; }
 
-private:
+  private:
     std::span<R> records_;
     std::uint64_t first_line_;
     std::uint64_t last_line_;

@@ -70,7 +70,7 @@ class BatchingTailer {
                   "parse(std::string_view) returning a movable record R or std::optional<R> "
                   "(see snaptail::LineParser)");
 
-public:
+  public:
     using parser_type = Parser;
     using record_type = typename detail::record_or_void<Parser>::type;
     using batch_type = Batch<record_type>;
@@ -88,9 +88,11 @@ public:
           on_error_(on_error ? std::move(on_error) : ErrorHandler(print_error)),
           framer_(options_.max_line_bytes, options_.long_lines, options_.strip_cr),
           follower_(options_.path, options_.rotate_wait),
-          buffer_(std::make_unique_for_overwrite<char[]>(options_.read_ahead_bytes + line_padding)) {
+          buffer_(
+              std::make_unique_for_overwrite<char[]>(options_.read_ahead_bytes + line_padding)) {
         if (!sink_) {
-            throw InvalidOptions("snaptail: BatchingTailer needs a sink (an empty function was given)");
+            throw InvalidOptions(
+                "snaptail: BatchingTailer needs a sink (an empty function was given)");
         }
         std::memset(buffer_.get() + options_.read_ahead_bytes, 0, line_padding);
         records_.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
@@ -126,7 +128,8 @@ public:
     /// Runs the tailer on an owned thread. Throws std::logic_error if it is already running.
     void start() {
         if (thread_.joinable() || running_) {
-            throw std::logic_error("snaptail: BatchingTailer::start: the tailer is already running");
+            throw std::logic_error(
+                "snaptail: BatchingTailer::start: the tailer is already running");
         }
         thread_ = std::jthread([this](std::stop_token stop) {
             try {
@@ -161,7 +164,7 @@ public:
     /// The validated options. Thread-safe (immutable).
     const TailOptions& options() const noexcept { return options_; }
 
-private:
+  private:
     void loop() {
         bool first_open = true;
         next_open_ = clock::now();
@@ -208,6 +211,7 @@ private:
 
     void open_file(bool first_open, clock::time_point now) {
         detail::OpenOutcome outcome = follower_.open(0);
+        path_missing_ = outcome.missing;
         if (outcome.missing) {
             open_backoff_ = {};
             return;  // not there yet: its creation wakes us (or the next poll finds it)
@@ -240,16 +244,16 @@ private:
         file.seek(0);
         while (file.offset() < size) {
             const std::uint64_t at = file.offset();
-            const auto want =
-                static_cast<std::size_t>(std::min<std::uint64_t>(options_.read_ahead_bytes, size - at));
+            const auto want = static_cast<std::size_t>(
+                std::min<std::uint64_t>(options_.read_ahead_bytes, size - at));
             const long n = file.read(buffer_.get(), want);
             if (n <= 0) {
                 break;
             }
             const char* begin = buffer_.get();
             const char* end = begin + n;
-            for (const char* p = begin; (p = static_cast<const char*>(
-                                             std::memchr(p, '\n', static_cast<std::size_t>(end - p))));) {
+            for (const char* p = begin; (p = static_cast<const char*>(std::memchr(
+                                             p, '\n', static_cast<std::size_t>(end - p))));) {
                 ++lines_done_;
                 ++p;
                 last_start = at + static_cast<std::uint64_t>(p - begin);
@@ -368,10 +372,9 @@ private:
             ++stats_.long_lines;
             if (options_.long_lines != LongLinePolicy::split) {
                 report(ErrorKind::long_line,
-                       fmt::format("line longer than max_line_bytes ({}) was {}",
-                                   options_.max_line_bytes,
-                                   options_.long_lines == LongLinePolicy::skip ? "skipped"
-                                                                               : "truncated"),
+                       fmt::format(
+                           "line longer than max_line_bytes ({}) was {}", options_.max_line_bytes,
+                           options_.long_lines == LongLinePolicy::skip ? "skipped" : "truncated"),
                        line_start_, line_number);
             }
         }
@@ -489,8 +492,7 @@ private:
     void sleep_unless_stopped(std::chrono::milliseconds delay) {
         const auto until = clock::now() + delay;
         for (auto now = clock::now(); now < until && !stop_.stop_requested(); now = clock::now()) {
-            watcher_->wait(
-                std::chrono::ceil<std::chrono::milliseconds>(until - now));
+            watcher_->wait(std::chrono::ceil<std::chrono::milliseconds>(until - now));
         }
     }
 
@@ -535,6 +537,7 @@ private:
 
     void publish_stats() {
         stats_.file_open = follower_.file().is_open();
+        stats_.waiting_for_path = !stats_.file_open && path_missing_;
         stats_.offset = delivered_offset_;
         stats_.pending_bytes = end_ - hold_;
         std::lock_guard lock(stats_mutex_);
@@ -572,6 +575,7 @@ private:
     clock::time_point next_open_{};
     clock::time_point last_input_{};
     std::chrono::milliseconds open_backoff_{0};
+    bool path_missing_{false};
     detail::FileWatcher* watcher_{nullptr};
     std::stop_token stop_;
     TailerStats stats_;

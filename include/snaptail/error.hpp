@@ -13,27 +13,36 @@ namespace snaptail {
 
 /// What went wrong. Faults are reported and survived; none stops the tailer.
 enum class ErrorKind {
-    io,           ///< A system call on the path failed (missing directory, permissions, read error).
-    not_a_file,   ///< The path names something that is not a regular file (a directory, a FIFO).
-    truncated,    ///< The file shrank below the read offset (copy-and-truncate); reading restarts at 0.
-    parse,        ///< The parser threw for a line; the line is skipped and counted.
-    long_line,    ///< A line exceeded max_line_bytes and was truncated, skipped or split.
-    sink,         ///< The sink threw; the batch is retried.
-    sink_gave_up, ///< The sink failed sink_max_attempts times; the batch was skipped.
-    undelivered,  ///< Lines were read but could not be delivered before stop.
+    io,          ///< A system call on the path failed (missing directory, permissions, read error).
+    not_a_file,  ///< The path names something that is not a regular file (a directory, a FIFO).
+    truncated,   ///< The file shrank below the read offset (copy-and-truncate); reading restarts at
+                 ///< 0.
+    parse,       ///< The parser threw for a line; the line is skipped and counted.
+    long_line,   ///< A line exceeded max_line_bytes and was truncated, skipped or split.
+    sink,        ///< The sink threw; the batch is retried.
+    sink_gave_up,  ///< The sink failed sink_max_attempts times; the batch was skipped.
+    undelivered,   ///< Lines were read but could not be delivered before stop.
 };
 
 /// The kind's name, as used in messages ("io", "parse", ...). Never allocates.
 constexpr std::string_view to_string(ErrorKind kind) noexcept {
     switch (kind) {
-        case ErrorKind::io: return "io";
-        case ErrorKind::not_a_file: return "not_a_file";
-        case ErrorKind::truncated: return "truncated";
-        case ErrorKind::parse: return "parse";
-        case ErrorKind::long_line: return "long_line";
-        case ErrorKind::sink: return "sink";
-        case ErrorKind::sink_gave_up: return "sink_gave_up";
-        case ErrorKind::undelivered: return "undelivered";
+        case ErrorKind::io:
+            return "io";
+        case ErrorKind::not_a_file:
+            return "not_a_file";
+        case ErrorKind::truncated:
+            return "truncated";
+        case ErrorKind::parse:
+            return "parse";
+        case ErrorKind::long_line:
+            return "long_line";
+        case ErrorKind::sink:
+            return "sink";
+        case ErrorKind::sink_gave_up:
+            return "sink_gave_up";
+        case ErrorKind::undelivered:
+            return "undelivered";
     }
     return "unknown";
 }
@@ -67,7 +76,7 @@ template <>
 struct fmt::formatter<snaptail::Error> : fmt::formatter<std::string_view> {
     template <class Context>
     auto format(const snaptail::Error& e, Context& ctx) const {
-        return fmt::format_to(ctx.out(), "{}: {}: line {} at byte {}: {}", snaptail::to_string(e.kind),
-                              e.path, e.line, e.offset, e.message);
+        return fmt::format_to(ctx.out(), "{}: {}: line {} at byte {}: {}",
+                              snaptail::to_string(e.kind), e.path, e.line, e.offset, e.message);
     }
 };

@@ -33,7 +33,7 @@ struct FramedLine {
 ///     std::size_t used = framer.feed(buffer, [](const FramedLine& l) { use(l.text); });
 ///     // keep buffer[used..] and feed it again once more bytes follow it
 class LineFramer {
-public:
+  public:
     /// max_line_bytes >= 1. Never allocates.
     LineFramer(std::size_t max_line_bytes, LongLinePolicy policy, bool strip_cr) noexcept
         : max_(max_line_bytes == 0 ? 1 : max_line_bytes), policy_(policy), strip_cr_(strip_cr) {}
@@ -114,7 +114,7 @@ public:
     /// The longest content delivered as one line.
     std::size_t max_line_bytes() const noexcept { return max_; }
 
-private:
+  private:
     // A whole line longer than the limit is in the input.
     template <class OnEvent>
     void long_complete(std::string_view content, std::size_t pos, std::size_t end,

@@ -32,8 +32,10 @@ using parse_result_t = std::remove_cvref_t<decltype(std::declval<P&>().parse(std
 /// bytes follow it. parse may throw: the line is then reported and counted, not delivered.
 template <class P>
 concept LineParser = requires(P& parser, std::string_view line) {
-    { parser.parse(line) };
-} && !std::is_void_v<detail::parse_result_t<P>> && std::movable<typename detail::unwrap_optional<detail::parse_result_t<P>>::type>;
+    {parser.parse(line)};
+}
+&&!std::is_void_v<detail::parse_result_t<P>> &&
+    std::movable<typename detail::unwrap_optional<detail::parse_result_t<P>>::type>;
 
 /// The record type `R` that parser `P` produces.
 template <LineParser P>

@@ -31,7 +31,7 @@ enum class LongLinePolicy {
 
 /// Thrown at construction for options that cannot work; the message names the option and value.
 class InvalidOptions : public std::invalid_argument {
-public:
+  public:
     using std::invalid_argument::invalid_argument;
 };
 
@@ -46,7 +46,8 @@ struct TailOptions {
     std::size_t max_batch_lines{4096};
     /// ...or this many bytes of lines...
     std::size_t max_batch_bytes{std::size_t{1} << 20};
-    /// ...or when its oldest complete line has waited this long (0: as soon as no more input is ready).
+    /// ...or when its oldest complete line has waited this long (0: as soon as no more input is
+    /// ready).
     std::chrono::milliseconds linger{20};
 
     /// Lines longer than this are handled by long_lines; memory for one line never exceeds it.

@@ -11,24 +11,25 @@ namespace snaptail {
 
 /// A snapshot of a tailer's counters, as of its last delivered batch or wait.
 struct TailerStats {
-    std::uint64_t lines{0};         ///< Lines read (ended by '\n', or final lines of retired files).
-    std::uint64_t bytes{0};         ///< Bytes consumed from files.
-    std::uint64_t records{0};       ///< Records delivered to the sink.
-    std::uint64_t filtered{0};      ///< Lines the parser dropped (nullopt).
-    std::uint64_t parse_errors{0};  ///< Lines whose parse threw.
-    std::uint64_t long_lines{0};    ///< Lines longer than max_line_bytes.
-    std::uint64_t batches{0};       ///< Batches the sink accepted.
-    std::uint64_t sink_errors{0};   ///< Times the sink threw.
+    std::uint64_t lines{0};     ///< Lines read (ended by '\n', or final lines of retired files).
+    std::uint64_t bytes{0};     ///< Bytes consumed from files.
+    std::uint64_t records{0};   ///< Records delivered to the sink.
+    std::uint64_t filtered{0};  ///< Lines the parser dropped (nullopt).
+    std::uint64_t parse_errors{0};     ///< Lines whose parse threw.
+    std::uint64_t long_lines{0};       ///< Lines longer than max_line_bytes.
+    std::uint64_t batches{0};          ///< Batches the sink accepted.
+    std::uint64_t sink_errors{0};      ///< Times the sink threw.
     std::uint64_t skipped_batches{0};  ///< Batches given up after sink_max_attempts.
     std::uint64_t skipped_records{0};  ///< Records in those batches.
-    std::uint64_t rotations{0};     ///< Files retired because the path named another file or none.
-    std::uint64_t truncations{0};   ///< Times the file shrank below the read offset.
-    std::uint64_t io_errors{0};     ///< Failed opens and reads (each retried).
-    std::string current_file;       ///< The path followed.
-    bool file_open{false};          ///< Whether a file is open.
-    std::uint64_t offset{0};        ///< Offset just past the last delivered line.
-    std::uint64_t lag{0};           ///< File size minus offset, at the last check.
-    std::size_t pending_bytes{0};   ///< Bytes read but not delivered (incomplete line included).
+    std::uint64_t rotations{0};    ///< Files retired because the path named another file or none.
+    std::uint64_t truncations{0};  ///< Times the file shrank below the read offset.
+    std::uint64_t io_errors{0};    ///< Failed opens and reads (each retried).
+    std::string current_file;      ///< The path followed.
+    bool file_open{false};         ///< Whether a file is open.
+    bool waiting_for_path{false};  ///< No file is open because the path does not exist.
+    std::uint64_t offset{0};       ///< Offset just past the last delivered line.
+    std::uint64_t lag{0};          ///< File size minus offset, at the last check.
+    std::size_t pending_bytes{0};  ///< Bytes read but not delivered (incomplete line included).
     std::size_t read_ahead_high_water{0};  ///< Most bytes ever held read but undelivered.
 };
 
@@ -42,10 +43,11 @@ struct fmt::formatter<snaptail::TailerStats> : fmt::formatter<std::string_view> 
             ctx.out(),
             "lines={} bytes={} records={} filtered={} parse_errors={} long_lines={} batches={} "
             "sink_errors={} skipped_batches={} skipped_records={} rotations={} truncations={} "
-            "io_errors={} file={} offset={} lag={} pending_bytes={} read_ahead_high_water={}",
+            "io_errors={} file={} open={} waiting_for_path={} offset={} lag={} pending_bytes={} "
+            "read_ahead_high_water={}",
             s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
             s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
-            s.io_errors, s.current_file, s.offset, s.lag, s.pending_bytes,
-            s.read_ahead_high_water);
+            s.io_errors, s.current_file, s.file_open, s.waiting_for_path, s.offset, s.lag,
+            s.pending_bytes, s.read_ahead_high_water);
     }
 };

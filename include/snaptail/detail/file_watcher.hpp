@@ -23,7 +23,7 @@ namespace snaptail::detail {
 /// the sleep. Without inotify it only sleeps: the caller polls. wake() is thread-safe and
 /// async-signal-safe; everything else belongs to the tailer's thread.
 class FileWatcher {
-public:
+  public:
     FileWatcher(const std::filesystem::path& path, bool use_inotify)
         : wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
           directory_(path.has_parent_path() ? path.parent_path() : std::filesystem::path(".")),
@@ -90,12 +90,12 @@ public:
         [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
     }
 
-private:
+  private:
     void watch_directory() {
-        directory_wd_ = ::inotify_add_watch(
-            inotify_.get(), directory_.c_str(),
-            IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF |
-                IN_MOVE_SELF | IN_ONLYDIR);
+        directory_wd_ =
+            ::inotify_add_watch(inotify_.get(), directory_.c_str(),
+                                IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB |
+                                    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
     }
 
     // Reads every queued event; true when one concerns the followed name or the open file.

@@ -20,7 +20,9 @@ inline FileId file_id(const struct stat& st) noexcept {
     return FileId{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
 }
 
-inline std::string errno_text(int err) { return std::generic_category().message(err); }
+inline std::string errno_text(int err) {
+    return std::generic_category().message(err);
+}
 
 /// The outcome of opening a path: a file, or why not (missing is not an error: it is waited for).
 struct OpenOutcome {
@@ -64,7 +66,7 @@ inline OpenOutcome open_regular_file(const std::filesystem::path& path) {
 
 /// One open file being read from `offset()` on. Move-only; not thread-safe.
 class FollowedFile {
-public:
+  public:
     FollowedFile() = default;
     FollowedFile(UniqueFd fd, FileId id, std::uint64_t offset) noexcept
         : fd_(std::move(fd)), id_(id), offset_(offset) {}
@@ -106,7 +108,7 @@ public:
         offset_ = 0;
     }
 
-private:
+  private:
     UniqueFd fd_;
     FileId id_;
     std::uint64_t offset_{0};

@@ -23,7 +23,7 @@ enum class PathChange {
 
 /// Follows one path across rotations. Not thread-safe: owned by the tailer's thread.
 class PathFollower {
-public:
+  public:
     using clock = std::chrono::steady_clock;
 
     PathFollower(std::filesystem::path path, std::chrono::milliseconds rotate_wait)
@@ -76,7 +76,7 @@ public:
         retiring_since_.reset();
     }
 
-private:
+  private:
     std::filesystem::path path_;
     std::chrono::milliseconds rotate_wait_;
     FollowedFile file_;
