@@ -35,6 +35,8 @@ Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in fi
   --poll-ms N               poll interval, and inotify's guard check (default 250)
   --rotate-wait-ms N        read a rotated file for late writes this long (default 1000)
   --no-inotify              poll instead of using inotify
+  --checkpoint FILE         resume from FILE if it is valid for PATH; commit positions to it
+  --commit-interval-ms N    write the checkpoint at most every N ms (default 0: every batch)
   --sink-delay-ms N         sleep N ms per batch (a slow consumer)
   --idle-exit-ms N          exit 0 once all read lines are out and nothing came for N ms
   --show-batches            describe each batch on stderr
@@ -111,6 +113,10 @@ Config parse_args(int argc, char** argv) {
             o.poll_interval = ms();
         } else if (arg == "--rotate-wait-ms") {
             o.rotate_wait = ms();
+        } else if (arg == "--checkpoint") {
+            o.checkpoint_path = std::string(value());
+        } else if (arg == "--commit-interval-ms") {
+            o.commit_interval = ms();
         } else if (arg == "--no-inotify") {
             o.use_inotify = false;
         } else if (arg == "--sink-delay-ms") {
@@ -154,11 +160,13 @@ std::string stats_json(const snaptail::TailerStats& s) {
     return fmt::format(
         R"({{"lines":{},"bytes":{},"records":{},"filtered":{},"parse_errors":{},"long_lines":{},)"
         R"("batches":{},"sink_errors":{},"skipped_batches":{},"skipped_records":{},)"
-        R"("rotations":{},"truncations":{},"io_errors":{},"offset":{},"lag":{},)"
+        R"("rotations":{},"truncations":{},"io_errors":{},"commits":{},"checkpoint_errors":{},)"
+        R"("offset":{},"lag":{},)"
         R"("pending_bytes":{},"read_ahead_high_water":{}}})",
         s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
         s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
-        s.io_errors, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water);
+        s.io_errors, s.commits, s.checkpoint_errors, s.offset, s.lag, s.pending_bytes,
+        s.read_ahead_high_water);
 }
 
 }  // namespace
@@ -209,6 +217,9 @@ int main(int argc, char** argv) {
         tailer.emplace(config.options, snaptail::RawLineParser{}, sink);
     } catch (const snaptail::InvalidOptions& e) {
         usage_error(e.what());
+    } catch (const snaptail::CheckpointError& e) {
+        fmt::print(stderr, "snaptail-follow: {}\n", e.what());
+        return 1;
     }
 
     std::atomic<bool> done{false};

@@ -189,7 +189,7 @@ TEST_CASE("a path that does not exist yet is waited for and read from its first 
     TempDir dir;
     const auto path = dir / "later" / "app.log";  // not even its directory exists yet
     for (auto start : {StartAt::beginning, StartAt::end}) {
-        DYNAMIC_SECTION("start=" << static_cast<int>(start)) {
+        DYNAMIC_SECTION("start=" << (start == StartAt::end ? "end" : "beginning")) {
             fs::remove_all(dir / "later");
             auto options = quick_options(path);
             options.start = start;

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <snaptail/batch.hpp>
+#include <snaptail/checkpoint_store.hpp>
 #include <snaptail/detail/file_watcher.hpp>
 #include <snaptail/detail/path_follower.hpp>
+#include <snaptail/detail/rotated_files.hpp>
 #include <snaptail/error.hpp>
 #include <snaptail/line_framer.hpp>
 #include <snaptail/line_parser.hpp>
@@ -13,6 +15,7 @@
 #include <snaptail/tailer_stats.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>
@@ -78,8 +81,9 @@ class BatchingTailer {
     using Sink = std::function<void(batch_type&)>;
     using clock = std::chrono::steady_clock;
 
-    /// Validates the options (throws InvalidOptions naming the bad one) and allocates the
-    /// read buffer. Starts nothing.
+    /// Validates the options (throws InvalidOptions naming the bad one), allocates the read
+    /// buffer and loads the checkpoint (throws CheckpointError when it is corrupt, unless
+    /// corrupt_checkpoint says use_start). Starts nothing.
     BatchingTailer(TailOptions options, Parser parser, Sink sink,
                    ErrorHandler on_error = print_error)
         : options_((validate(options), std::move(options))),
@@ -97,6 +101,12 @@ class BatchingTailer {
         std::memset(buffer_.get() + options_.read_ahead_bytes, 0, line_padding);
         records_.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
         shared_stats_.current_file = options_.path.string();
+        if (options_.start.kind() == StartAt::Kind::position) {
+            resume_ = options_.start.saved();
+        }
+        if (options_.checkpoint_path) {
+            load_checkpoint();
+        }
     }
 
     BatchingTailer(const BatchingTailer&) = delete;
@@ -193,6 +203,9 @@ class BatchingTailer {
             if (changed) {
                 continue;
             }
+            if (commit_pending_ && now - last_commit_ >= options_.commit_interval) {
+                commit(false);
+            }
             if (idle_done(now)) {
                 break;
             }
@@ -204,7 +217,78 @@ class BatchingTailer {
     void finish_run() {
         // Stop: what was read and framed goes out; an incomplete last line stays unread.
         deliver(scan_);
+        commit(true);
+        if (store_) {
+            try {
+                store_->sync();
+            } catch (const std::exception& e) {
+                ++stats_.checkpoint_errors;
+                report(ErrorKind::checkpoint, e.what());
+            }
+        }
         publish_stats();
+    }
+
+    // --- checkpoints -------------------------------------------------------------------
+
+    void load_checkpoint() {
+        store_.emplace(*options_.checkpoint_path, options_.checkpoint_sync_interval);
+        try {
+            std::string saved_for;
+            auto saved = store_->load(&saved_for);
+            if (saved && saved_for != options_.path.string()) {
+                throw CheckpointError(
+                    fmt::format("snaptail: checkpoint {}: it was saved for {}, not for {}",
+                                store_->path().string(), saved_for, options_.path.string()));
+            }
+            if (saved) {
+                resume_ = saved;
+            }
+        } catch (const CheckpointError& e) {
+            if (options_.corrupt_checkpoint == CorruptCheckpoint::fail) {
+                throw;
+            }
+            report(ErrorKind::checkpoint,
+                   fmt::format("{}; starting as TailOptions::start says instead", e.what()));
+        }
+    }
+
+    Position delivered_position() const {
+        return Position{follower_.file().id(), fingerprint_, delivered_offset_, delivered_line_};
+    }
+
+    // Saves the position of what the sink has accepted: after every batch, or at most once per
+    // commit_interval, and always when forced (stop).
+    void commit(bool force) {
+        if (!store_ || !follower_.file().is_open()) {
+            return;
+        }
+        const Position position = delivered_position();
+        if (committed_ && *committed_ == position) {
+            commit_pending_ = false;
+            return;
+        }
+        const auto now = clock::now();
+        if (!force && committed_ && now - last_commit_ < options_.commit_interval) {
+            commit_pending_ = true;
+            return;
+        }
+        try {
+            store_->save(position, options_.path.string());
+            committed_ = position;
+            ++stats_.commits;
+        } catch (const std::exception& e) {
+            ++stats_.checkpoint_errors;
+            report(ErrorKind::checkpoint, e.what(), position.offset, position.line);
+        }
+        last_commit_ = now;
+        commit_pending_ = !committed_ || *committed_ != position;
+    }
+
+    void update_fingerprint() {
+        if (fingerprint_.bytes < max_fingerprint_bytes && consumed_offset_ > fingerprint_.bytes) {
+            fingerprint_ = detail::compute_fingerprint(follower_.file().fd(), consumed_offset_);
+        }
     }
 
     // --- which file -------------------------------------------------------------------
@@ -212,11 +296,18 @@ class BatchingTailer {
     void open_file(bool first_open, clock::time_point now) {
         detail::OpenOutcome outcome = follower_.open(0);
         path_missing_ = outcome.missing;
-        if (outcome.missing) {
+        lines_done_ = 0;
+        if (resume_ && (outcome.missing || follower_.file().is_open())) {
+            const Position saved = *resume_;
+            resume_.reset();
+            resume_from(saved, outcome.size);
+        } else if (outcome.missing) {
             open_backoff_ = {};
             return;  // not there yet: its creation wakes us (or the next poll finds it)
+        } else if (follower_.file().is_open() && first_open && options_.start == StartAt::end) {
+            seek_to_last_line_start(outcome.size);
         }
-        if (!follower_.file().is_open()) {
+        if (!follower_.file().is_open() && !outcome.missing) {
             ++stats_.io_errors;
             report(outcome.not_a_file ? ErrorKind::not_a_file : ErrorKind::io, outcome.error);
             open_backoff_ = open_backoff_ == std::chrono::milliseconds{0}
@@ -225,15 +316,71 @@ class BatchingTailer {
             next_open_ = now + open_backoff_;
             return;
         }
+        if (!follower_.file().is_open()) {
+            return;
+        }
         open_backoff_ = {};
         auto& file = follower_.file();
-        lines_done_ = 0;
-        if (first_open && options_.start == StartAt::end) {
-            seek_to_last_line_start(outcome.size);
-        }
         reset_buffer(file.offset());
+        fingerprint_ = detail::compute_fingerprint(file.fd(), file.offset());
         watcher_->watch_file(file.fd());
         last_input_ = now;
+    }
+
+    // The resume rules: the same file at the path continues from the saved offset (or from 0 if
+    // it shrank); otherwise the saved file is looked for among rotated_glob and read to its end
+    // first; if it is nowhere, the possible gap is reported and the path is read from byte 0.
+    void resume_from(const Position& saved, std::uint64_t size_at_path) {
+        auto& file = follower_.file();
+        if (file.is_open() && file.id() == saved.file && size_at_path < saved.offset) {
+            // Shorter than the offset: truncated (or a new file on a reused inode; the
+            // fingerprint cannot tell them apart, and either way it is read from its start).
+            ++stats_.truncations;
+            report(ErrorKind::truncated,
+                   fmt::format("file is {} bytes, shorter than the saved offset {}: it was "
+                               "truncated; reading from offset 0",
+                               size_at_path, saved.offset),
+                   saved.offset, saved.line);
+            return;
+        }
+        if (file.is_open() && detail::same_file(file.fd(), saved)) {
+            file.seek(saved.offset);
+            lines_done_ = saved.line;
+            return;
+        }
+        const std::string pattern = options_.rotated_glob.empty()
+                                        ? detail::default_rotated_glob(options_.path.string())
+                                        : options_.rotated_glob;
+        if (auto rotated = detail::find_rotated(pattern, saved)) {
+            std::vector<FileId> skip{rotated->id};
+            if (file.is_open()) {
+                skip.push_back(file.id());
+            }
+            const auto skipped = detail::rotated_after(pattern, rotated->modified, skip);
+            if (!skipped.empty()) {
+                report(ErrorKind::gap,
+                       fmt::format("{} file(s) rotated after the saved one ({}) will not be read: "
+                                   "{}",
+                                   skipped.size(), rotated->name, fmt::join(skipped, ", ")),
+                       saved.offset, saved.line);
+            }
+            if (rotated->size < saved.offset) {
+                report(ErrorKind::gap,
+                       fmt::format("rotated file {} is {} bytes, shorter than the saved offset {}",
+                                   rotated->name, rotated->size, saved.offset),
+                       saved.offset, saved.line);
+            }
+            const auto offset = std::min(rotated->size, saved.offset);
+            follower_.adopt(std::move(rotated->fd), rotated->id, offset);
+            lines_done_ = offset == saved.offset ? saved.line : 0;
+            return;
+        }
+        report(ErrorKind::gap,
+               fmt::format("the saved file {} is neither at the path nor among '{}'; reading the "
+                           "path from its first byte: lines written to the saved file after "
+                           "offset {} may be lost",
+                           saved.file, pattern, saved.offset),
+               saved.offset, saved.line);
     }
 
     // Starts at the beginning of the last (possibly incomplete) line, so that no line is cut,
@@ -287,6 +434,7 @@ class BatchingTailer {
                 file.seek(0);
                 lines_done_ = 0;
                 reset_buffer(0);
+                fingerprint_ = {};
                 return true;
             }
             case detail::PathChange::retire:
@@ -296,6 +444,7 @@ class BatchingTailer {
                 watcher_->unwatch_file();
                 lines_done_ = 0;
                 reset_buffer(0);
+                fingerprint_ = {};
                 next_open_ = now;
                 return true;
         }
@@ -358,8 +507,8 @@ class BatchingTailer {
     void reset_buffer(std::uint64_t file_offset) {
         base_offset_ = file_offset;
         hold_ = scan_ = end_ = 0;
-        line_start_ = consumed_offset_ = file_offset;
-        consumed_line_ = lines_done_;
+        line_start_ = consumed_offset_ = delivered_offset_ = file_offset;
+        consumed_line_ = delivered_line_ = lines_done_;
         framer_.reset();
     }
 
@@ -433,8 +582,10 @@ class BatchingTailer {
     // Hands the pending records to the sink, retrying a throwing sink with backoff; then
     // releases the buffer up to `new_hold`.
     void deliver(std::size_t new_hold) {
+        update_fingerprint();
         if (!records_.empty()) {
-            const Position end{follower_.file().id(), consumed_offset_, consumed_line_};
+            const Position end{follower_.file().id(), fingerprint_, consumed_offset_,
+                               consumed_line_};
             batch_type batch(std::span<record_type>(records_), first_line_, last_line_, end,
                              batch_bytes_);
             send(batch);
@@ -448,6 +599,8 @@ class BatchingTailer {
         }
         hold_ = new_hold;
         delivered_offset_ = consumed_offset_;
+        delivered_line_ = consumed_line_;
+        commit(false);
         publish_stats();
     }
 
@@ -518,6 +671,9 @@ class BatchingTailer {
         if (options_.idle_exit.count() > 0) {
             deadline = std::min(deadline, last_input_ + options_.idle_exit);
         }
+        if (commit_pending_) {
+            deadline = std::min(deadline, last_commit_ + options_.commit_interval);
+        }
         if (deadline <= now) {
             return std::chrono::milliseconds{0};
         }
@@ -567,6 +723,13 @@ class BatchingTailer {
     std::uint64_t consumed_offset_{0};
     std::uint64_t consumed_line_{0};
     std::uint64_t delivered_offset_{0};
+    std::uint64_t delivered_line_{0};
+    Fingerprint fingerprint_;
+    std::optional<Position> resume_;  // where the first open resumes (checkpoint or StartAt)
+    std::optional<CheckpointStore> store_;
+    std::optional<Position> committed_;
+    clock::time_point last_commit_{};
+    bool commit_pending_{false};
     std::vector<record_type> records_;
     std::uint64_t first_line_{0};
     std::uint64_t last_line_{0};

@@ -22,6 +22,8 @@ enum class ErrorKind {
     sink,        ///< The sink threw; the batch is retried.
     sink_gave_up,  ///< The sink failed sink_max_attempts times; the batch was skipped.
     undelivered,   ///< Lines were read but could not be delivered before stop.
+    checkpoint,    ///< A checkpoint could not be read (with a fallback) or written.
+    gap,           ///< On resume, data may be missing: the saved file was not found whole.
 };
 
 /// The kind's name, as used in messages ("io", "parse", ...). Never allocates.
@@ -43,6 +45,10 @@ constexpr std::string_view to_string(ErrorKind kind) noexcept {
             return "sink_gave_up";
         case ErrorKind::undelivered:
             return "undelivered";
+        case ErrorKind::checkpoint:
+            return "checkpoint";
+        case ErrorKind::gap:
+            return "gap";
     }
     return "unknown";
 }

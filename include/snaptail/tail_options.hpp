@@ -1,11 +1,14 @@
 // How a BatchingTailer follows a file and cuts batches.
 #pragma once
 
+#include <snaptail/position.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -15,11 +18,45 @@ namespace snaptail {
 /// parsers such as simdjson can parse in place without copying the line.
 inline constexpr std::size_t line_padding = 64;
 
-/// Where reading starts in the file that exists when the tailer starts.
+/// Where reading starts. A checkpoint, when one is configured and valid, overrides it.
 /// Files that appear later (after rotation, or a late creation) are always read from their start.
-enum class StartAt {
-    beginning,  ///< From byte 0: catch up with everything in the file.
-    end,        ///< From the current end: only lines written from now on (like `tail -F -n0`).
+///
+///     options.start = snaptail::StartAt::end;
+///     options.start = snaptail::StartAt::position(saved);  // exactly-once sinks resume here
+class StartAt {
+  public:
+    enum class Kind { beginning, end, position };
+
+    /// From byte 0 of the file that exists at start: catch up with everything in it.
+    static const StartAt beginning;
+    /// After the last complete line of the file that exists at start (like `tail -F -n0`).
+    static const StartAt end;
+    /// From a position the user stored (Batch::end_position()), with the checkpoint resume
+    /// rules: the same file, or that file found among rotated_glob, or a reported gap.
+    static constexpr StartAt position(const Position& p) noexcept {
+        return StartAt(Kind::position, p);
+    }
+
+    constexpr Kind kind() const noexcept { return kind_; }
+    /// Meaningful when kind() is Kind::position.
+    constexpr const Position& saved() const noexcept { return position_; }
+
+    friend constexpr bool operator==(const StartAt&, const StartAt&) = default;
+
+  private:
+    constexpr StartAt(Kind kind, Position p) noexcept : kind_(kind), position_(p) {}
+
+    Kind kind_;
+    Position position_;
+};
+
+inline constexpr StartAt StartAt::beginning{StartAt::Kind::beginning, {}};
+inline constexpr StartAt StartAt::end{StartAt::Kind::end, {}};
+
+/// What a tailer does with a checkpoint file that exists but cannot be trusted.
+enum class CorruptCheckpoint {
+    fail,       ///< Construction throws CheckpointError naming the file and the problem.
+    use_start,  ///< Report it through the error handler and start as TailOptions::start says.
 };
 
 /// What happens to a line longer than max_line_bytes. Each such line is counted.
@@ -74,6 +111,20 @@ struct TailOptions {
     /// ...at most this many attempts per batch (0: retry until it succeeds or stop is requested).
     unsigned sink_max_attempts{0};
 
+    /// Where the position is committed after each delivered batch (none: no checkpoint).
+    /// On start a valid checkpoint decides where reading resumes.
+    std::optional<std::filesystem::path> checkpoint_path;
+    /// At most one checkpoint write per this interval (0: after every batch); stop always
+    /// commits. A crash re-delivers at most the lines of one interval.
+    std::chrono::milliseconds commit_interval{0};
+    /// At most one disk flush (fsync) of the checkpoint per this interval; stop always flushes.
+    std::chrono::milliseconds checkpoint_sync_interval{1000};
+    /// What a corrupt or unreadable checkpoint does.
+    CorruptCheckpoint corrupt_checkpoint{CorruptCheckpoint::fail};
+    /// Where a checkpointed file rotated while the tailer was down may be found (glob(7));
+    /// empty means "<path>.*".
+    std::string rotated_glob;
+
     /// run() returns once everything read has been delivered and nothing new has arrived for
     /// this long (0: never). For batch jobs that catch up and exit.
     std::chrono::milliseconds idle_exit{0};
@@ -123,6 +174,15 @@ inline void validate(const TailOptions& o) {
     if (o.poll_interval.count() <= 0) {
         reject_option("poll_interval", fmt::format("{}ms", o.poll_interval.count()),
                       "must be positive");
+    }
+    non_negative("commit_interval", o.commit_interval);
+    non_negative("checkpoint_sync_interval", o.checkpoint_sync_interval);
+    if (o.checkpoint_path && o.checkpoint_path->empty()) {
+        reject_option("checkpoint_path", "\"\"", "must name a file (or be left unset)");
+    }
+    if (o.checkpoint_path && *o.checkpoint_path == o.path) {
+        reject_option("checkpoint_path", o.checkpoint_path->string(),
+                      "must not be the followed file itself");
     }
     if (o.sink_retry_max < o.sink_retry_initial) {
         reject_option("sink_retry_max", fmt::format("{}ms", o.sink_retry_max.count()),

@@ -24,11 +24,13 @@ struct TailerStats {
     std::uint64_t rotations{0};    ///< Files retired because the path named another file or none.
     std::uint64_t truncations{0};  ///< Times the file shrank below the read offset.
     std::uint64_t io_errors{0};    ///< Failed opens and reads (each retried).
-    std::string current_file;      ///< The path followed.
-    bool file_open{false};         ///< Whether a file is open.
-    bool waiting_for_path{false};  ///< No file is open because the path does not exist.
-    std::uint64_t offset{0};       ///< Offset just past the last delivered line.
-    std::uint64_t lag{0};          ///< File size minus offset, at the last check.
+    std::uint64_t commits{0};      ///< Checkpoints written.
+    std::uint64_t checkpoint_errors{0};  ///< Checkpoint writes that failed (retried next batch).
+    std::string current_file;            ///< The path followed.
+    bool file_open{false};               ///< Whether a file is open.
+    bool waiting_for_path{false};        ///< No file is open because the path does not exist.
+    std::uint64_t offset{0};             ///< Offset just past the last delivered line.
+    std::uint64_t lag{0};                ///< File size minus offset, at the last check.
     std::size_t pending_bytes{0};  ///< Bytes read but not delivered (incomplete line included).
     std::size_t read_ahead_high_water{0};  ///< Most bytes ever held read but undelivered.
 };
@@ -43,11 +45,12 @@ struct fmt::formatter<snaptail::TailerStats> : fmt::formatter<std::string_view> 
             ctx.out(),
             "lines={} bytes={} records={} filtered={} parse_errors={} long_lines={} batches={} "
             "sink_errors={} skipped_batches={} skipped_records={} rotations={} truncations={} "
-            "io_errors={} file={} open={} waiting_for_path={} offset={} lag={} pending_bytes={} "
+            "io_errors={} commits={} checkpoint_errors={} file={} open={} waiting_for_path={} "
+            "offset={} lag={} pending_bytes={} "
             "read_ahead_high_water={}",
             s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
             s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
-            s.io_errors, s.current_file, s.file_open, s.waiting_for_path, s.offset, s.lag,
-            s.pending_bytes, s.read_ahead_high_water);
+            s.io_errors, s.commits, s.checkpoint_errors, s.current_file, s.file_open,
+            s.waiting_for_path, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water);
     }
 };

@@ -45,6 +45,13 @@ class PathFollower {
         return out;
     }
 
+    /// Reads `fd` (a file found under another name, such as a rotated one) from `offset`; it is
+    /// retired like a rotated file once the path is seen to name another file.
+    void adopt(UniqueFd fd, FileId id, std::uint64_t offset) noexcept {
+        file_ = FollowedFile(std::move(fd), id, offset);
+        retiring_since_.reset();
+    }
+
     /// Compares the path with the open file; call when the file has no more data to read.
     PathChange check(clock::time_point now) {
         struct stat st {};
