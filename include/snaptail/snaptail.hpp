@@ -3,6 +3,7 @@
 
 #include <snaptail/batch.hpp>
 #include <snaptail/batching_tailer.hpp>
+#include <snaptail/checkpoint_store.hpp>
 #include <snaptail/error.hpp>
 #include <snaptail/line_framer.hpp>
 #include <snaptail/line_parser.hpp>

@@ -1,0 +1,165 @@
+// snaptail-follow as a user runs it: byte-exact output, exit codes, signals, --stats.
+#include "snaptail_catch.hpp"
+#include "tailer_test_support.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+
+#ifdef SNAPTAIL_FOLLOW_PATH
+
+using namespace snaptail::test;
+
+namespace {
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// snaptail-follow with its stdout and stderr in files.
+class Follow {
+  public:
+    Follow(const TempDir& dir, std::vector<std::string> args)
+        : out_(dir / "stdout"), err_(dir / "stderr") {
+        args.insert(args.begin(), SNAPTAIL_FOLLOW_PATH);
+        std::vector<char*> argv;
+        for (auto& arg : args) {
+            argv.push_back(arg.data());
+        }
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_addopen(&actions, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        REQUIRE(rc == 0);
+    }
+    Follow(const Follow&) = delete;
+    Follow& operator=(const Follow&) = delete;
+    ~Follow() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+    }
+    void signal(int sig) const { ::kill(pid_, sig); }
+    /// Bytes the child has read with read(2)/pread(2) so far (/proc/PID/io rchar).
+    std::uint64_t bytes_read() const {
+        std::ifstream io("/proc/" + std::to_string(pid_) + "/io");
+        std::string key;
+        std::uint64_t value = 0;
+        while (io >> key >> value) {
+            if (key == "rchar:") {
+                return value;
+            }
+        }
+        return 0;
+    }
+    /// Waits for exit; returns the exit status (or 128 + signal).
+    int wait() {
+        int status = 0;
+        REQUIRE(::waitpid(pid_, &status, 0) == pid_);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::string out() const { return slurp(out_); }
+    std::string err() const { return slurp(err_); }
+
+  private:
+    fs::path out_;
+    fs::path err_;
+    pid_t pid_{-1};
+};
+
+}  // namespace
+
+TEST_CASE("snaptail-follow prints every line byte-exact and in order", "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    std::string content;
+    for (int i = 0; i < 3000; ++i) {
+        content += fmt::format("line {} \xff\xfe", i);
+        content += std::string("\0", 1);
+        content += "\n";
+    }
+    content += "crlf\r\n\n";
+    append(path, content);
+    Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "64", path.string()});
+    CHECK(follow.wait() == 0);
+    std::string expected = content;
+    expected.replace(expected.size() - 7, 7, "crlf\n\n");
+    CHECK(follow.out() == expected);
+}
+
+TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
+    TempDir dir;
+    const std::vector<std::vector<std::string>> bad{
+        {},
+        {"--batch-lines", "ten", "x.log"},
+        {"--long-lines", "wrap", "x.log"},
+        {"--no-such-option", "x.log"},
+        {"a.log", "b.log"},
+        {"--batch-lines", "0", "x.log"},
+        {"--linger-ms"},
+    };
+    for (const auto& args : bad) {
+        Follow follow(dir, args);
+        CHECK(follow.wait() == 2);
+        CHECK_THAT(follow.err(), Catch::Matchers::Contains("snaptail-follow:"));
+        CHECK_THAT(follow.err(), Catch::Matchers::Contains("usage:"));
+    }
+    Follow zero(dir, {"--batch-lines", "0", "x.log"});
+    CHECK(zero.wait() == 2);
+    CHECK_THAT(zero.err(), Catch::Matchers::Contains("max_batch_lines = 0"));
+}
+
+TEST_CASE("SIGTERM and SIGINT: complete lines already read are printed, exit status 0",
+          "[follow]") {
+    for (int sig : {SIGTERM, SIGINT}) {
+        DYNAMIC_SECTION("signal " << sig) {
+            TempDir dir;
+            const auto path = dir / "app.log";
+            const std::string all = text_of(numbered("line", 1, 50'000));
+            append(path, all + "unfinished");
+            // A long linger and huge batches: without the signal nothing would be printed.
+            Follow follow(dir, {"--linger-ms", "3600000", "--batch-lines", "1000000",
+                                "--batch-bytes", "100000000", "--stats", path.string()});
+            // Wait until the file has been read (the kernel counts the bytes the child read).
+            REQUIRE(eventually([&] { return follow.bytes_read() >= fs::file_size(path); }));
+            follow.signal(sig);
+            CHECK(follow.wait() == 0);
+            // Every complete line, in order; never the unfinished one.
+            CHECK(follow.out() == all);
+            CHECK_THAT(follow.err(), Catch::Matchers::Contains("\"lines\":"));
+        }
+    }
+}
+
+TEST_CASE("--stats prints the final counters as one JSON object", "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    append(path, "a\nb\nc\n");
+    Follow follow(dir, {"--idle-exit-ms", "100", "--stats", path.string()});
+    CHECK(follow.wait() == 0);
+    CHECK(follow.out() == "a\nb\nc\n");
+    const std::string err = follow.err();
+    CHECK_THAT(err, Catch::Matchers::StartsWith("{\"lines\":3,\"bytes\":6,\"records\":3,"));
+    CHECK_THAT(err, Catch::Matchers::EndsWith("}\n"));
+}
+
+#else
+
+TEST_CASE("snaptail-follow tests need the examples", "[follow]") {
+    WARN("SNAPTAIL_BUILD_EXAMPLES is OFF: the snaptail-follow tests were not built");
+}
+
+#endif
