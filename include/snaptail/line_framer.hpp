@@ -25,8 +25,8 @@ struct FramedLine {
     bool first_of_long{false};
 };
 
-/// Frames lines out of a stream fed in arbitrary pieces. The same input yields the same events
-/// however it is split into feed() calls. Holds no buffer of its own: the caller keeps the
+/// Frames lines out of a stream fed in arbitrary pieces. The same input yields the same lines
+/// however it is split into feed() calls (a long line's events may differ in how they are cut). Holds no buffer of its own: the caller keeps the
 /// unconsumed tail and feeds it again with more bytes after it. Not thread-safe; never allocates.
 ///
 ///     LineFramer framer(1024, LongLinePolicy::truncate, true);
