@@ -144,7 +144,7 @@ TEST_CASE("SIGTERM and SIGINT: complete lines already read are printed, exit sta
     }
 }
 
-TEST_CASE("--stats prints the final counters as one JSON object", "[follow]") {
+TEST_CASE("snaptail-follow --stats prints the final counters as one JSON object", "[follow]") {
     TempDir dir;
     const auto path = dir / "app.log";
     append(path, "a\nb\nc\n");
