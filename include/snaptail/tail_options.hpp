@@ -91,6 +91,11 @@ struct TailOptions {
     std::size_t max_line_bytes{std::size_t{1} << 20};
     LongLinePolicy long_lines{LongLinePolicy::truncate};
 
+    /// Threads that parse each batch's lines in contiguous slices (1: parse on the reading
+    /// thread). More than 1 needs a copyable Parser: each worker parses with its own copy.
+    /// The sink still sees records in file order.
+    unsigned parse_threads{1};
+
     /// Bound on bytes read from the file but not yet delivered: the reader's whole buffer.
     /// When the sink lags, reading stops here and the file on disk holds the backlog.
     std::size_t read_ahead_bytes{std::size_t{8} << 20};
@@ -167,6 +172,9 @@ inline void validate(const TailOptions& o) {
             reject_option(name, fmt::format("{}ms", value.count()), "must not be negative");
         }
     };
+    if (o.parse_threads == 0 || o.parse_threads > 256) {
+        reject_option("parse_threads", std::to_string(o.parse_threads), "must be 1 to 256");
+    }
     non_negative("linger", o.linger);
     non_negative("rotate_wait", o.rotate_wait);
     non_negative("idle_exit", o.idle_exit);
