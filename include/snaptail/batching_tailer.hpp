@@ -5,6 +5,7 @@
 #include <snaptail/batch.hpp>
 #include <snaptail/checkpoint_store.hpp>
 #include <snaptail/detail/file_watcher.hpp>
+#include <snaptail/detail/parse_job.hpp>
 #include <snaptail/detail/path_follower.hpp>
 #include <snaptail/detail/rotated_files.hpp>
 #include <snaptail/error.hpp>
@@ -18,8 +19,10 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -99,7 +102,20 @@ class BatchingTailer {
                 "snaptail: BatchingTailer needs a sink (an empty function was given)");
         }
         std::memset(buffer_.get() + options_.read_ahead_bytes, 0, line_padding);
-        records_.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
+        for (auto& job : jobs_) {
+            job.lines.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
+            job.slices.resize(1);
+        }
+        if (options_.parse_threads > 1) {
+            if constexpr (std::copy_constructible<Parser>) {
+                pool_.emplace(options_.parse_threads, parser_);
+            } else {
+                throw InvalidOptions(fmt::format(
+                    "snaptail: TailOptions::parse_threads = {}: parsing on several threads "
+                    "needs a copyable Parser (each thread parses with its own copy)",
+                    options_.parse_threads));
+            }
+        }
         shared_stats_.current_file = options_.path.string();
         if (options_.start.kind() == StartAt::Kind::position) {
             resume_ = options_.start.saved();
@@ -188,17 +204,21 @@ class BatchingTailer {
             if (follower_.file().is_open() && read_and_frame()) {
                 last_input_ = clock::now();
                 if (linger_expired(last_input_)) {
-                    deliver(scan_);
+                    cut(scan_);
                 }
                 continue;
+            }
+            // Nothing more to read for now: a batch already parsed need not wait any longer.
+            if (inflight_ != nullptr) {
+                deliver_inflight();
             }
             now = clock::now();
             bool changed = false;
             if (follower_.file().is_open()) {
                 changed = check_path(now);
             }
-            if (!records_.empty() && linger_expired(now)) {
-                deliver(scan_);
+            if (linger_expired(now)) {
+                flush();
             }
             if (changed) {
                 continue;
@@ -216,7 +236,7 @@ class BatchingTailer {
 
     void finish_run() {
         // Stop: what was read and framed goes out; an incomplete last line stays unread.
-        deliver(scan_);
+        flush();
         commit(true);
         if (store_) {
             try {
@@ -457,7 +477,7 @@ class BatchingTailer {
         framer_.finish(std::string_view(buffer_.get() + scan_, end_ - scan_),
                        [this](const FramedLine& line) { on_line(line); });
         scan_ = end_;
-        deliver(scan_);
+        flush();
     }
 
     // --- how to read it --------------------------------------------------------------
@@ -485,15 +505,16 @@ class BatchingTailer {
         return true;
     }
 
-    // Records view the buffer, so it is compacted only when no batch is pending; when it is
-    // full, the pending batch goes out first (this is the backpressure).
+    // Lines and records view the buffer, so it is compacted only when no batch is pending;
+    // when it is full, the pending batches go out first (this is the backpressure).
     void make_room() {
         const std::size_t room = options_.read_ahead_bytes - end_;
-        if (!records_.empty() && room >= detail::read_chunk_bytes / 4) {
+        const bool pending = !framing().empty() || inflight_ != nullptr;
+        if (pending && room >= detail::read_chunk_bytes / 4) {
             return;
         }
-        if (!records_.empty() || hold_ != scan_) {
-            deliver(scan_);
+        if (pending || hold_ != scan_) {
+            flush();
         }
         if (scan_ > 0) {
             std::memmove(buffer_.get(), buffer_.get() + scan_, end_ - scan_);
@@ -528,7 +549,12 @@ class BatchingTailer {
             }
         }
         if (line.deliver) {
-            parse_line(line.text, line_number);
+            auto& job = framing();
+            if (job.lines.empty()) {
+                job.started = clock::now();
+            }
+            job.lines.push_back({line.text, line_number, line_start_});
+            job.bytes += line.text.size();
         }
         if (line.ends_line) {
             ++lines_done_;
@@ -536,70 +562,105 @@ class BatchingTailer {
             line_start_ = consumed_offset_;
         }
         consumed_line_ = lines_done_;
-        if (records_.size() >= options_.max_batch_lines ||
-            batch_bytes_ >= options_.max_batch_bytes) {
-            deliver(feed_base_ + line.end);
+        if (framing().lines.size() >= options_.max_batch_lines ||
+            framing().bytes >= options_.max_batch_bytes) {
+            cut(feed_base_ + line.end);
         }
     }
 
-    void parse_line(std::string_view text, std::uint64_t line_number) {
-        try {
-            using result = detail::parse_result_t<Parser>;
-            if constexpr (detail::unwrap_optional<result>::is_optional) {
-                auto record = parser_.parse(text);
-                if (!record) {
-                    ++stats_.filtered;
-                    return;
-                }
-                add_record(std::move(*record), line_number, text.size());
-            } else {
-                add_record(parser_.parse(text), line_number, text.size());
-            }
-        } catch (const std::exception& e) {
-            ++stats_.parse_errors;
-            report(ErrorKind::parse, fmt::format("parser threw: {}", e.what()), line_start_,
-                   line_number);
-        } catch (...) {
-            ++stats_.parse_errors;
-            report(ErrorKind::parse, "parser threw a non-std exception", line_start_, line_number);
-        }
+    detail::ParseJob<record_type>& framing() noexcept { return jobs_[framing_index_]; }
+
+    bool linger_expired(clock::time_point now) noexcept {
+        return !framing().empty() && now - framing().started >= options_.linger;
     }
 
-    void add_record(record_type&& record, std::uint64_t line_number, std::size_t bytes) {
-        if (records_.empty()) {
-            first_line_ = line_number;
-            batch_started_ = clock::now();
-        }
-        records_.push_back(std::move(record));
-        last_line_ = line_number;
-        batch_bytes_ += bytes;
-    }
-
-    bool linger_expired(clock::time_point now) const {
-        return !records_.empty() && now - batch_started_ >= options_.linger;
-    }
-
-    // Hands the pending records to the sink, retrying a throwing sink with backoff; then
-    // releases the buffer up to `new_hold`.
-    void deliver(std::size_t new_hold) {
+    // Ends the batch being framed at buffer index `new_hold`. With a pool it is handed to the
+    // parsing threads, and the batch before it (parsed meanwhile) goes to the sink while they
+    // work; without one it is parsed and delivered here.
+    void cut(std::size_t new_hold) {
         update_fingerprint();
-        if (!records_.empty()) {
-            const Position end{follower_.file().id(), fingerprint_, consumed_offset_,
-                               consumed_line_};
-            batch_type batch(std::span<record_type>(records_), first_line_, last_line_, end,
-                             batch_bytes_);
+        auto& job = framing();
+        job.end = Position{follower_.file().id(), fingerprint_, consumed_offset_, consumed_line_};
+        job.hold = new_hold;
+        if (job.empty()) {
+            // Lines consumed without anything to parse (skipped long lines): only the
+            // position moves, after whatever is still in flight.
+            if (inflight_ != nullptr) {
+                deliver_inflight();
+            }
+            release(job);
+            return;
+        }
+        if (!pool_) {
+            detail::parse_lines(parser_, std::span<const detail::LineRef>(job.lines),
+                                job.slices[0]);
+            job.merge();
+            deliver_job(job);
+            return;
+        }
+        if (inflight_ != nullptr) {
+            pool_->wait(*inflight_);
+        }
+        pool_->submit(job);
+        auto* previous = inflight_;
+        inflight_ = &job;
+        framing_index_ ^= 1;
+        if (previous != nullptr) {
+            deliver_job(*previous);
+        }
+    }
+
+    // Delivers everything framed: the batch being framed and the one in flight.
+    void flush() {
+        cut(scan_);
+        if (inflight_ != nullptr) {
+            deliver_inflight();
+        }
+    }
+
+    void deliver_inflight() {
+        auto* job = std::exchange(inflight_, nullptr);
+        pool_->wait(*job);
+        deliver_job(*job);
+    }
+
+    // Reports the batch's parse failures, hands its records to the sink (retrying a throwing
+    // sink with backoff), then releases its part of the buffer and commits its position.
+    void deliver_job(detail::ParseJob<record_type>& job) {
+        std::uint64_t first_line = 0;
+        std::uint64_t last_line = 0;
+        for (auto& slice : job.slices) {
+            stats_.filtered += slice.filtered;
+            stats_.parse_errors += slice.failures.size();
+            for (auto& failure : slice.failures) {
+                report(ErrorKind::parse, fmt::format("parser threw: {}", failure.message),
+                       failure.offset, failure.line);
+            }
+            if (slice.first_line != 0 && first_line == 0) {
+                first_line = slice.first_line;
+            }
+            if (slice.last_line != 0) {
+                last_line = slice.last_line;
+            }
+        }
+        if (!job.records.empty()) {
+            batch_type batch(std::span<record_type>(job.records), first_line, last_line, job.end,
+                             job.bytes);
             send(batch);
-            records_.clear();
-            batch_bytes_ = 0;
             const long long size = follower_.file().size();
             if (size >= 0) {
                 const auto usize = static_cast<std::uint64_t>(size);
-                stats_.lag = usize > consumed_offset_ ? usize - consumed_offset_ : 0;
+                stats_.lag = usize > job.end.offset ? usize - job.end.offset : 0;
             }
         }
-        hold_ = new_hold;
-        delivered_offset_ = consumed_offset_;
-        delivered_line_ = consumed_line_;
+        release(job);
+    }
+
+    void release(detail::ParseJob<record_type>& job) {
+        hold_ = job.hold;
+        delivered_offset_ = job.end.offset;
+        delivered_line_ = job.end.line;
+        job.clear();
         commit(false);
         publish_stats();
     }
@@ -652,15 +713,15 @@ class BatchingTailer {
     // --- waiting -----------------------------------------------------------------------
 
     bool idle_done(clock::time_point now) const {
-        return options_.idle_exit.count() > 0 && records_.empty() && hold_ == scan_ &&
-               follower_.file().is_open() && !follower_.retire_deadline() &&
-               now - last_input_ >= options_.idle_exit;
+        return options_.idle_exit.count() > 0 && jobs_[0].empty() && jobs_[1].empty() &&
+               inflight_ == nullptr && hold_ == scan_ && follower_.file().is_open() &&
+               !follower_.retire_deadline() && now - last_input_ >= options_.idle_exit;
     }
 
     std::chrono::milliseconds next_timeout(clock::time_point now) const {
         auto deadline = now + options_.poll_interval;
-        if (!records_.empty()) {
-            deadline = std::min(deadline, batch_started_ + options_.linger);
+        if (!jobs_[framing_index_].empty()) {
+            deadline = std::min(deadline, jobs_[framing_index_].started + options_.linger);
         }
         if (auto retire = follower_.retire_deadline()) {
             deadline = std::min(deadline, *retire);
@@ -730,11 +791,11 @@ class BatchingTailer {
     std::optional<Position> committed_;
     clock::time_point last_commit_{};
     bool commit_pending_{false};
-    std::vector<record_type> records_;
-    std::uint64_t first_line_{0};
-    std::uint64_t last_line_{0};
-    std::size_t batch_bytes_{0};
-    clock::time_point batch_started_{};
+    // Two batches: one being framed, the other being parsed or delivered.
+    std::array<detail::ParseJob<record_type>, 2> jobs_;
+    unsigned framing_index_{0};
+    detail::ParseJob<record_type>* inflight_{nullptr};
+    std::optional<detail::ParsePool<Parser, record_type>> pool_;
     clock::time_point next_open_{};
     clock::time_point last_input_{};
     std::chrono::milliseconds open_backoff_{0};

@@ -1,0 +1,223 @@
+// A batch between framing and delivery: its lines, then its parsed records; and the pool of
+// threads that parses batches in contiguous slices when parse_threads > 1.
+#pragma once
+
+#include <snaptail/line_parser.hpp>
+#include <snaptail/position.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace snaptail::detail {
+
+/// A framed line waiting for its parser: a view into the read buffer and where it came from.
+struct LineRef {
+    std::string_view text;
+    std::uint64_t line;    // 1-based line number
+    std::uint64_t offset;  // byte offset of the line's start
+};
+
+/// A line whose parse threw.
+struct ParseFailure {
+    std::uint64_t line;
+    std::uint64_t offset;
+    std::string message;
+};
+
+/// What parsing one slice of a batch produced. Vectors are recycled between batches.
+template <class R>
+struct ParsedSlice {
+    std::vector<R> records;
+    std::vector<ParseFailure> failures;
+    std::uint64_t filtered{0};
+    std::uint64_t first_line{0};  // of the first record
+    std::uint64_t last_line{0};   // of the last record
+
+    void clear() noexcept {
+        records.clear();
+        failures.clear();
+        filtered = 0;
+        first_line = last_line = 0;
+    }
+};
+
+/// Parses `lines` in order into `out`. Never throws: a parser's exception becomes a failure of
+/// its line, and so does running out of memory for the record. No allocation per line beyond
+/// the record vector's growth (and the parser's own).
+template <class Parser, class R>
+void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>& out) {
+    for (const LineRef& line : lines) {
+        try {
+            if constexpr (unwrap_optional<parse_result_t<Parser>>::is_optional) {
+                auto record = parser.parse(line.text);
+                if (!record) {
+                    ++out.filtered;
+                    continue;
+                }
+                out.records.push_back(std::move(*record));
+            } else {
+                out.records.push_back(parser.parse(line.text));
+            }
+        } catch (const std::exception& e) {
+            out.failures.push_back({line.line, line.offset, e.what()});
+            continue;
+        } catch (...) {
+            out.failures.push_back({line.line, line.offset, "parser threw a non-std exception"});
+            continue;
+        }
+        if (out.records.size() == 1) {
+            out.first_line = line.line;
+        }
+        out.last_line = line.line;
+    }
+}
+
+/// One batch on its way from the framer to the sink.
+template <class R>
+struct ParseJob {
+    std::vector<LineRef> lines;
+    std::vector<ParsedSlice<R>> slices;  // one per parsing thread
+    std::vector<R> records;              // the slices' records, merged in file order
+    std::size_t bytes{0};                // line bytes offered to the parser
+    std::chrono::steady_clock::time_point started{};
+    Position end;            // just past the last line consumed for this batch
+    std::size_t hold{0};     // buffer index up to which it may be released once delivered
+    std::size_t pending{0};  // slices still being parsed (guarded by the pool's mutex)
+
+    bool empty() const noexcept { return lines.empty(); }
+
+    void clear() noexcept {
+        lines.clear();
+        for (auto& slice : slices) {
+            slice.clear();
+        }
+        records.clear();
+        bytes = 0;
+    }
+
+    /// Moves the slices' records into `records`, in order (no-op move for a single slice).
+    void merge() {
+        if (slices.size() == 1) {
+            records.swap(slices[0].records);
+            return;
+        }
+        std::size_t total = 0;
+        for (const auto& slice : slices) {
+            total += slice.records.size();
+        }
+        records.reserve(total);
+        for (auto& slice : slices) {
+            for (auto& record : slice.records) {
+                records.push_back(std::move(record));
+            }
+            slice.records.clear();
+        }
+    }
+};
+
+/// Threads that parse the slices of one job at a time, each with its own copy of the parser.
+/// submit() and wait() belong to one thread (the tailer's); the workers are joined on
+/// destruction.
+template <class Parser, class R>
+class ParsePool {
+  public:
+    ParsePool(unsigned threads, const Parser& parser) : thread_count_(threads) {
+        parsers_.reserve(threads);
+        for (unsigned i = 0; i < threads; ++i) {
+            parsers_.push_back(parser);
+        }
+        workers_.reserve(threads);
+        for (unsigned i = 0; i < threads; ++i) {
+            workers_.emplace_back([this, i](std::stop_token stop) { work(i, stop); });
+        }
+    }
+    ParsePool(const ParsePool&) = delete;
+    ParsePool& operator=(const ParsePool&) = delete;
+    ~ParsePool() {
+        for (auto& worker : workers_) {
+            worker.request_stop();
+        }
+        {
+            std::lock_guard lock(mutex_);
+            ++generation_;
+        }
+        start_.notify_all();
+    }  // jthreads join here
+
+    std::size_t threads() const noexcept { return thread_count_; }
+
+    /// Starts parsing `job` on every worker. Never blocks beyond the lock. The job must stay
+    /// alive and untouched until wait(job) returns.
+    void submit(ParseJob<R>& job) {
+        job.slices.resize(thread_count_);
+        {
+            std::lock_guard lock(mutex_);
+            job.pending = thread_count_;
+            job_ = &job;
+            ++generation_;
+        }
+        start_.notify_all();
+    }
+
+    /// Blocks until every slice of `job` is parsed, then merges its records.
+    void wait(ParseJob<R>& job) {
+        {
+            std::unique_lock lock(mutex_);
+            done_.wait(lock, [&] { return job.pending == 0; });
+        }
+        job.merge();
+    }
+
+  private:
+    void work(unsigned index, std::stop_token stop) {
+        std::uint64_t seen = 0;
+        for (;;) {
+            ParseJob<R>* job = nullptr;
+            {
+                std::unique_lock lock(mutex_);
+                start_.wait(lock, [&] { return generation_ != seen || stop.stop_requested(); });
+                if (stop.stop_requested()) {
+                    return;
+                }
+                seen = generation_;
+                job = job_;
+            }
+            const std::size_t n = job->lines.size();
+            const std::size_t parts = thread_count_;
+            const std::size_t begin = n * index / parts;
+            const std::size_t end = n * (index + 1) / parts;
+            parse_lines(parsers_[index],
+                        std::span<const LineRef>(job->lines).subspan(begin, end - begin),
+                        job->slices[index]);
+            bool last = false;
+            {
+                std::lock_guard lock(mutex_);
+                last = --job->pending == 0;
+            }
+            if (last) {
+                done_.notify_one();
+            }
+        }
+    }
+
+    const std::size_t thread_count_;
+    std::vector<Parser> parsers_;
+    std::mutex mutex_;
+    std::condition_variable start_;
+    std::condition_variable done_;
+    std::uint64_t generation_{0};
+    ParseJob<R>* job_{nullptr};
+    std::vector<std::jthread> workers_;  // last: stopped and joined first
+};
+
+}  // namespace snaptail::detail
