@@ -1,0 +1,463 @@
+// gen_orders: writes an exchange node's order-status log, one JSON object per line (~280
+// bytes), the same bytes for the same seed: as fast as it can up to a size or line count, or at
+// a steady rate, optionally with malformed lines and lines of another kind mixed in.
+#include <fcntl.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: gen_orders [options] [PATH]
+Appends an order-status log to PATH (created if missing), or writes it to stdout if PATH is
+'-' or missing: one JSON object per line, the same bytes for the same seed and options.
+
+  --bytes N        stop once N bytes are written (suffix K, M or G: 1024-based, e.g. 1G)
+  --lines N        stop once N lines are written
+  --rate N         write N lines per second (in 10 ms ticks) instead of as fast as possible
+  --seconds S      with --rate: stop after S seconds (default: run until killed)
+  --seed N         random seed (default 1)
+  --bad-every N    make every Nth line malformed: truncated, not JSON, a bad number, a missing
+                   field or a bad side, in turn (default 0: none)
+  --other-every N  make every Nth line a JSON object that is not an order (default 0: none)
+  --first-seq N    seq of the first line (default 1)
+  -h, --help       this text
+Without --rate, one of --bytes or --lines is required.
+)";
+
+[[noreturn]] void usage_error(std::string_view message) {
+    fmt::print(stderr, "gen_orders: {}\n{}", message, usage);
+    std::exit(2);
+}
+
+std::uint64_t parse_count(std::string_view flag, std::string_view text, bool allow_suffix) {
+    std::uint64_t value = 0;
+    const char* end = text.data() + text.size();
+    const auto [stop, ec] = std::from_chars(text.data(), end, value);
+    std::uint64_t scale = 1;
+    const std::string_view suffix(stop, static_cast<std::size_t>(end - stop));
+    if (allow_suffix && (suffix == "K" || suffix == "k")) {
+        scale = std::uint64_t{1} << 10;
+    } else if (allow_suffix && (suffix == "M" || suffix == "m")) {
+        scale = std::uint64_t{1} << 20;
+    } else if (allow_suffix && (suffix == "G" || suffix == "g")) {
+        scale = std::uint64_t{1} << 30;
+    } else if (!suffix.empty()) {
+        usage_error(fmt::format("{} needs a non-negative integer{}, got '{}'", flag,
+                                allow_suffix ? " (with an optional K, M or G)" : "", text));
+    }
+    if (ec != std::errc{} || value > UINT64_MAX / scale) {
+        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
+    }
+    return value * scale;
+}
+
+struct Config {
+    std::optional<std::uint64_t> bytes;
+    std::optional<std::uint64_t> lines;
+    std::uint64_t rate{0};
+    std::optional<std::uint64_t> seconds;
+    std::uint64_t seed{1};
+    std::uint64_t bad_every{0};
+    std::uint64_t other_every{0};
+    std::uint64_t first_seq{1};
+    std::string path{"-"};
+};
+
+Config parse_args(int argc, char** argv) {
+    Config config;
+    bool have_path = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc) {
+                usage_error(fmt::format("{} needs a value", arg));
+            }
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}", usage);
+            std::exit(0);
+        } else if (arg == "--bytes") {
+            config.bytes = parse_count(arg, value(), true);
+        } else if (arg == "--lines") {
+            config.lines = parse_count(arg, value(), true);
+        } else if (arg == "--rate") {
+            config.rate = parse_count(arg, value(), true);
+        } else if (arg == "--seconds") {
+            config.seconds = parse_count(arg, value(), false);
+        } else if (arg == "--seed") {
+            config.seed = parse_count(arg, value(), false);
+        } else if (arg == "--bad-every") {
+            config.bad_every = parse_count(arg, value(), false);
+        } else if (arg == "--other-every") {
+            config.other_every = parse_count(arg, value(), false);
+        } else if (arg == "--first-seq") {
+            config.first_seq = parse_count(arg, value(), false);
+        } else if (arg.starts_with("-") && arg != "-") {
+            usage_error(fmt::format("unknown option '{}'", arg));
+        } else if (have_path) {
+            usage_error(fmt::format("one PATH only, got '{}' and '{}'", config.path, arg));
+        } else {
+            config.path = std::string(arg);
+            have_path = true;
+        }
+    }
+    if (config.seconds && config.rate == 0) {
+        usage_error("--seconds needs --rate");
+    }
+    if (config.rate == 0 && !config.bytes && !config.lines) {
+        usage_error("say how much to write: --bytes N, --lines N, or --rate N [--seconds S]");
+    }
+    return config;
+}
+
+// xoshiro256** seeded through splitmix64: the same numbers on every platform, unlike the
+// standard distributions.
+class Random {
+  public:
+    explicit Random(std::uint64_t seed) noexcept {
+        for (auto& word : state_) {
+            seed += 0x9e3779b97f4a7c15;
+            std::uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+            word = z ^ (z >> 31);
+        }
+    }
+
+    std::uint64_t next() noexcept {
+        const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
+        const std::uint64_t t = state_[1] << 17;
+        state_[2] ^= state_[0];
+        state_[3] ^= state_[1];
+        state_[1] ^= state_[2];
+        state_[0] ^= state_[3];
+        state_[2] ^= t;
+        state_[3] = rotl(state_[3], 45);
+        return result;
+    }
+
+    /// Uniform in [0, 1).
+    double unit() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+    /// Uniform in [0, n).
+    std::size_t below(std::size_t n) noexcept {
+        return static_cast<std::size_t>(unit() * static_cast<double>(n));
+    }
+    /// Standard normal (Box-Muller).
+    double normal() noexcept {
+        const double u = 1.0 - unit();
+        return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * 3.141592653589793 * unit());
+    }
+    /// Index into `weights` with probability proportional to its weight.
+    template <std::size_t N>
+    std::size_t pick(const std::array<double, N>& weights) noexcept {
+        double total = 0;
+        for (double w : weights) {
+            total += w;
+        }
+        double x = unit() * total;
+        for (std::size_t i = 0; i < N; ++i) {
+            if (x < weights[i]) {
+                return i;
+            }
+            x -= weights[i];
+        }
+        return N - 1;
+    }
+
+  private:
+    static std::uint64_t rotl(std::uint64_t x, int k) noexcept {
+        return (x << k) | (x >> (64 - k));
+    }
+    std::array<std::uint64_t, 4> state_{};
+};
+
+struct Coin {
+    std::string_view name;
+    double price;     // starting mid price, USD
+    int px_decimals;  // decimals of limitPx
+    int sz_decimals;  // decimals of sz
+    double weight;    // share of the order flow
+};
+
+// Roughly a perp venue's late-2026 order flow: the majors dominate.
+constexpr std::array<Coin, 16> coins{{
+    {"BTC", 97000.0, 1, 4, 28},
+    {"ETH", 3600.0, 2, 4, 18},
+    {"SOL", 240.0, 3, 2, 10},
+    {"HYPE", 25.0, 3, 2, 9},
+    {"XRP", 2.3, 4, 0, 5},
+    {"DOGE", 0.38, 5, 0, 4},
+    {"SUI", 4.2, 4, 1, 3},
+    {"AVAX", 45.0, 3, 2, 3},
+    {"LINK", 24.0, 3, 1, 3},
+    {"kPEPE", 0.02, 6, 0, 3},
+    {"WIF", 2.8, 4, 0, 2},
+    {"ADA", 1.05, 4, 0, 2},
+    {"BNB", 690.0, 2, 3, 2},
+    {"LTC", 105.0, 2, 2, 2},
+    {"TRUMP", 13.0, 3, 1, 1},
+    {"ENA", 1.1, 4, 0, 1},
+}};
+
+constexpr std::array<std::string_view, 5> statuses{"open", "canceled", "filled", "rejected",
+                                                   "triggered"};
+constexpr std::array<double, 5> status_weights{46, 30, 17, 4, 3};
+constexpr std::array<std::string_view, 3> tifs{"Gtc", "Alo", "Ioc"};
+constexpr std::array<double, 3> tif_weights{60, 25, 15};
+constexpr std::array<std::string_view, 3> trigger_types{"Stop Market", "Take Profit Market",
+                                                        "Stop Limit"};
+
+// 2026-11-26T17:00:00.000Z
+constexpr std::int64_t start_ms = 1'795'712'400'000;
+// Time between lines when writing as fast as possible: a busy node's ~10k lines/s.
+constexpr double default_ms_per_line = 0.1;
+
+class Generator {
+  public:
+    Generator(const Config& config)
+        : config_(config), random_(config.seed), seq_(config.first_seq) {
+        for (const Coin& coin : coins) {
+            mid_.push_back(coin.price);
+            weights_[static_cast<std::size_t>(&coin - coins.data())] = coin.weight;
+        }
+        users_.reserve(2000);
+        for (int i = 0; i < 2000; ++i) {
+            users_.push_back(fmt::format("0x{:016x}{:016x}{:08x}", random_.next(), random_.next(),
+                                         random_.next() >> 32));
+        }
+        recent_oids_.resize(4096);
+        for (auto& oid : recent_oids_) {
+            oid = next_oid_++;
+        }
+    }
+
+    /// Appends the next line (with its '\n') to `out`; `time_ms` is its event time.
+    void append_line(std::string& out, double time_ms) {
+        const std::uint64_t seq = seq_++;
+        const auto ms = start_ms + static_cast<std::int64_t>(time_ms);
+        const bool bad = config_.bad_every != 0 && seq % config_.bad_every == 0;
+        if (!bad && config_.other_every != 0 && seq % config_.other_every == 0) {
+            fmt::format_to(std::back_inserter(out),
+                           R"({{"seq":{},"time":"{}","type":"heartbeat","height":{}}})"
+                           "\n",
+                           seq, iso_time(ms), 800'000'000 + seq / 8);
+            ++other_lines_;
+            return;
+        }
+        const std::size_t begin = out.size();
+        append_order(out, seq, ms);
+        if (bad) {
+            spoil(out, begin);
+            ++bad_lines_;
+        }
+    }
+
+    std::uint64_t bad_lines() const noexcept { return bad_lines_; }
+    std::uint64_t other_lines() const noexcept { return other_lines_; }
+
+  private:
+    static std::string iso_time(std::int64_t ms) {
+        const std::chrono::sys_time<std::chrono::milliseconds> t{std::chrono::milliseconds{ms}};
+        return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}",
+                           std::chrono::floor<std::chrono::seconds>(t), ms % 1000);
+    }
+
+    void append_order(std::string& out, std::uint64_t seq, std::int64_t ms) {
+        const std::size_t c = random_.pick(weights_);
+        const Coin& coin = coins[c];
+        double& mid = mid_[c];
+        mid *= std::exp(0.0003 * random_.normal());
+        const bool buy = random_.unit() < 0.5;
+        // Resting orders sit a little off the mid, on their own side.
+        const double offset = std::abs(0.002 * random_.normal());
+        const double px = mid * (buy ? 1.0 - offset : 1.0 + offset);
+        // Order notional is heavy-tailed: median ~$1,500.
+        const double notional = std::clamp(1500.0 * std::exp(1.4 * random_.normal()), 11.0, 3e6);
+        const double unit = std::pow(10.0, -coin.sz_decimals);
+        const double sz = std::max(unit, std::round(notional / px / unit) * unit);
+
+        const std::size_t s = random_.pick(status_weights);
+        const std::string_view status = statuses[s];
+        std::uint64_t oid = 0;
+        if (status == "open" || status == "rejected") {
+            oid = next_oid_++;
+            recent_oids_[oid % recent_oids_.size()] = oid;
+        } else {
+            oid = recent_oids_[random_.below(recent_oids_.size())];
+        }
+        const bool trigger = status == "triggered";
+        const std::string_view order_type =
+            trigger ? trigger_types[random_.below(trigger_types.size())] : "Limit";
+        const std::string_view tif = trigger ? "Gtc" : tifs[random_.pick(tif_weights)];
+        const bool reduce_only = random_.unit() < (trigger ? 0.7 : 0.08);
+        const std::string& user = users_[random_.below(users_.size())];
+
+        fmt::format_to(std::back_inserter(out),
+                       R"({{"seq":{},"time":"{}","user":"{}","status":"{}","order":{{)"
+                       R"("coin":"{}","side":"{}","limitPx":"{:.{}f}","sz":"{:.{}f}","oid":{},)"
+                       R"("timestamp":{},"orderType":"{}","tif":"{}","reduceOnly":{}}}}})"
+                       "\n",
+                       seq, iso_time(ms), user, status, coin.name, buy ? "B" : "A", px,
+                       coin.px_decimals, sz, coin.sz_decimals, oid, ms, order_type, tif,
+                       reduce_only);
+    }
+
+    // Turns the order line at out[begin..] into one of five kinds of bad line, in turn.
+    void spoil(std::string& out, std::size_t begin) {
+        std::string line = out.substr(begin, out.size() - begin - 1);
+        out.resize(begin);
+        auto replace = [&line](std::string_view from, std::string_view to) {
+            const auto at = line.find(from);
+            if (at != std::string::npos) {
+                line.replace(at, from.size(), to);
+            }
+        };
+        switch (bad_lines_ % 5) {
+            case 0:  // cut short, as by a crash mid-write
+                line.resize(line.size() / 2 + random_.below(line.size() / 4));
+                break;
+            case 1:  // not JSON at all
+                line = fmt::format("WARN order-status writer: {} entries dropped (backpressure)",
+                                   1 + random_.below(500));
+                break;
+            case 2:  // a price that is not a number
+                replace(R"("limitPx":")", R"("limitPx":"n/a)");
+                break;
+            case 3:  // a required field missing
+                replace(R"("sz":")", R"("size":")");
+                break;
+            default:  // a side that is neither B nor A
+                replace(R"("side":")", R"("side":"X)");
+                break;
+        }
+        out += line;
+        out += '\n';
+    }
+
+    const Config& config_;
+    Random random_;
+    std::uint64_t seq_;
+    std::uint64_t next_oid_{40'000'000'000};
+    std::vector<std::uint64_t> recent_oids_;
+    std::vector<double> mid_;
+    std::array<double, coins.size()> weights_{};
+    std::vector<std::string> users_;
+    std::uint64_t bad_lines_{0};
+    std::uint64_t other_lines_{0};
+};
+
+void write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::system_error(errno, std::generic_category(), "write");
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Config config = parse_args(argc, argv);
+    int fd = STDOUT_FILENO;
+    if (config.path != "-") {
+        fd = ::open(config.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fmt::print(stderr, "gen_orders: {}: {}\n", config.path,
+                       std::system_category().message(errno));
+            return 1;
+        }
+    }
+
+    Generator generator(config);
+    std::string out;
+    out.reserve(std::size_t{1} << 21);
+    std::uint64_t lines = 0;
+    std::uint64_t bytes = 0;
+    auto done = [&] {
+        return (config.bytes && bytes >= *config.bytes) || (config.lines && lines >= *config.lines);
+    };
+    auto flush = [&] {
+        write_all(fd, out);
+        out.clear();
+    };
+    auto emit = [&](double time_ms) {
+        const std::size_t before = out.size();
+        generator.append_line(out, time_ms);
+        bytes += out.size() - before;
+        ++lines;
+    };
+
+    const auto started = std::chrono::steady_clock::now();
+    try {
+        if (config.rate == 0) {
+            double time_ms = 0;
+            while (!done()) {
+                emit(time_ms);
+                time_ms += default_ms_per_line;
+                if (out.size() >= (std::size_t{1} << 20)) {
+                    flush();
+                }
+            }
+            flush();
+        } else {
+            // Each 10 ms tick writes the lines due by then, whole, in one write.
+            const auto tick = std::chrono::milliseconds{10};
+            const double ms_per_line = 1000.0 / static_cast<double>(config.rate);
+            auto next = started;
+            while (!done()) {
+                const auto now = std::chrono::steady_clock::now();
+                if (config.seconds && now - started >= std::chrono::seconds(*config.seconds)) {
+                    break;
+                }
+                const auto elapsed = std::chrono::duration<double>(now - started).count();
+                const auto due =
+                    static_cast<std::uint64_t>(elapsed * static_cast<double>(config.rate));
+                while (lines < due && !done()) {
+                    emit(static_cast<double>(lines) * ms_per_line);
+                }
+                flush();
+                next += tick;
+                std::this_thread::sleep_until(next);
+            }
+        }
+    } catch (const std::system_error& e) {
+        fmt::print(stderr, "gen_orders: {}: {}\n", config.path, e.what());
+        return 1;
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    fmt::print(stderr,
+               "gen_orders: {} lines ({} bad, {} other), {} bytes ({:.0f} bytes/line) to {} in "
+               "{:.2f} s ({:.0f} lines/s)\n",
+               lines, generator.bad_lines(), generator.other_lines(), bytes,
+               lines != 0 ? static_cast<double>(bytes) / static_cast<double>(lines) : 0.0,
+               config.path, seconds, static_cast<double>(lines) / seconds);
+    if (fd != STDOUT_FILENO) {
+        ::close(fd);
+    }
+    return 0;
+}

@@ -1,0 +1,476 @@
+// order_stats: follows an exchange node's order-status log (one JSON object per line), parses
+// each line in place with simdjson, and shows orders per coin and status, filled notional per
+// coin and the tailer's throughput and lag, refreshed every second; a summary on exit.
+#include "order_parser.hpp"
+
+#include <snaptail/batching_tailer.hpp>
+
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <exception>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using order_stats::OrderParser;
+using order_stats::OrderRecord;
+using order_stats::Status;
+using order_stats::status_count;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view usage = R"(usage: order_stats [options] PATH
+Follows PATH, an order-status log with one JSON object per line, like `tail -F`, and shows
+orders per coin and status, filled notional per coin, lines/s and lag, refreshed every second.
+Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary is printed.
+
+  --parse-threads N   threads that parse each batch (default 1: the reading thread)
+  --from-end          skip the lines already in the file (default: read them all first)
+  --idle-exit-ms N    exit once everything read is counted and nothing came for N ms
+  --strict            validate every line as JSON in full (default: only the fields used;
+                      the others are skipped with their brackets and quotes balanced)
+  --quiet             no live table: only the summary at exit
+  --json              print the summary as one JSON object (for scripts and benchmarks)
+  -h, --help          this text
+)";
+
+struct Config {
+    snaptail::TailOptions options;
+    bool strict{false};
+    bool quiet{false};
+    bool json{false};
+};
+
+[[noreturn]] void usage_error(std::string_view message) {
+    fmt::print(stderr, "order_stats: {}\n{}", message, usage);
+    std::exit(2);
+}
+
+template <class Int>
+Int parse_number(std::string_view flag, std::string_view text) {
+    Int value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
+    }
+    return value;
+}
+
+Config parse_args(int argc, char** argv) {
+    Config config;
+    auto& o = config.options;
+    std::optional<std::string> path;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc) {
+                usage_error(fmt::format("{} needs a value", arg));
+            }
+            return argv[++i];
+        };
+        if (arg == "-h" || arg == "--help") {
+            fmt::print("{}", usage);
+            std::exit(0);
+        } else if (arg == "--parse-threads") {
+            o.parse_threads = parse_number<unsigned>(arg, value());
+        } else if (arg == "--from-end") {
+            o.start = snaptail::StartAt::end;
+        } else if (arg == "--idle-exit-ms") {
+            o.idle_exit = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
+        } else if (arg == "--strict") {
+            config.strict = true;
+        } else if (arg == "--quiet") {
+            config.quiet = true;
+        } else if (arg == "--json") {
+            config.json = true;
+        } else if (arg.starts_with("-") && arg != "-") {
+            usage_error(fmt::format("unknown option '{}'", arg));
+        } else if (path) {
+            usage_error(fmt::format("one PATH only, got '{}' and '{}'", *path, arg));
+        } else {
+            path = std::string(arg);
+        }
+    }
+    if (!path) {
+        usage_error("PATH is missing");
+    }
+    o.path = *path;
+    return config;
+}
+
+// --- aggregation ---------------------------------------------------------------------------
+
+struct CoinStats {
+    std::array<std::uint64_t, status_count> orders{};
+    double filled_notional{0};  // sum of px * sz over filled orders
+
+    std::uint64_t total() const noexcept {
+        std::uint64_t sum = 0;
+        for (std::uint64_t n : orders) {
+            sum += n;
+        }
+        return sum;
+    }
+    void add(const CoinStats& other) noexcept {
+        for (std::size_t i = 0; i < status_count; ++i) {
+            orders[i] += other.orders[i];
+        }
+        filled_notional += other.filled_notional;
+    }
+};
+
+struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        return std::hash<std::string_view>{}(s);
+    }
+};
+
+// What the sink has counted. The sink updates it per batch under the mutex; the display
+// copies it under the same mutex once a second.
+struct Totals {
+    std::unordered_map<std::string, CoinStats, StringHash, std::equal_to<>> coins;
+    std::uint64_t records{0};
+    Clock::time_point last_batch{};
+
+    void add(const OrderRecord& r) {
+        const std::string_view name = r.coin.view();
+        auto it = coins.find(name);
+        if (it == coins.end()) {
+            it = coins.emplace(std::string(name), CoinStats{}).first;
+        }
+        CoinStats& coin = it->second;
+        ++coin.orders[static_cast<std::size_t>(r.status)];
+        if (r.status == Status::filled) {
+            coin.filled_notional += r.px * r.sz;
+        }
+    }
+};
+
+// Parse errors can come by the million: the first few are printed, all are counted, and the
+// last is kept for the table. Other faults are printed as they come. Thread-safe.
+class ErrorLog {
+  public:
+    static constexpr std::uint64_t printed_parse_errors = 5;
+
+    void report(const snaptail::Error& error) {
+        std::lock_guard lock(mutex_);
+        ++counts_[static_cast<std::size_t>(error.kind)];
+        if (error.kind != snaptail::ErrorKind::parse) {
+            snaptail::print_error(error);
+            return;
+        }
+        last_parse_ = fmt::format("line {}: {}", error.line, error.message);
+        const std::uint64_t n = counts_[static_cast<std::size_t>(error.kind)];
+        if (n <= printed_parse_errors) {
+            snaptail::print_error(error);
+        }
+        if (n == printed_parse_errors) {
+            fmt::print(stderr, "order_stats: further parse errors are counted, not printed\n");
+        }
+    }
+
+    std::string last_parse_error() const {
+        std::lock_guard lock(mutex_);
+        return last_parse_;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    std::array<std::uint64_t, 16> counts_{};
+    std::string last_parse_;
+};
+
+// --- display -------------------------------------------------------------------------------
+
+// 1234567 -> "1,234,567"
+std::string grouped(std::uint64_t n) {
+    std::string digits = fmt::format("{}", n);
+    std::string out;
+    out.reserve(digits.size() + digits.size() / 3);
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i != 0 && (digits.size() - i) % 3 == 0) {
+            out.push_back(',');
+        }
+        out.push_back(digits[i]);
+    }
+    return out;
+}
+
+std::string human_bytes(std::uint64_t n) {
+    constexpr std::array<std::string_view, 5> units{"B", "KiB", "MiB", "GiB", "TiB"};
+    auto value = static_cast<double>(n);
+    std::size_t unit = 0;
+    while (value >= 1024 && unit + 1 < units.size()) {
+        value /= 1024;
+        ++unit;
+    }
+    return unit == 0 ? fmt::format("{} B", n) : fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+double seconds_between(Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double>(to - from).count();
+}
+
+long peak_rss_kib() {
+    rusage self{};
+    ::getrusage(RUSAGE_SELF, &self);
+    return self.ru_maxrss;
+}
+
+// The per-coin table; `max_rows` coins at most (by orders), the rest summed in one line.
+std::string coin_table(const Totals& totals, std::size_t max_rows) {
+    std::vector<std::pair<std::string_view, const CoinStats*>> rows;
+    rows.reserve(totals.coins.size());
+    for (const auto& [name, stats] : totals.coins) {
+        rows.emplace_back(name, &stats);
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+        const auto ta = a.second->total();
+        const auto tb = b.second->total();
+        return ta != tb ? ta > tb : a.first < b.first;
+    });
+
+    std::string out;
+    auto row = [&out](std::string_view name, const CoinStats& s) {
+        fmt::format_to(std::back_inserter(out), "{:<10}", name);
+        for (std::uint64_t n : s.orders) {
+            fmt::format_to(std::back_inserter(out), " {:>11}", grouped(n));
+        }
+        fmt::format_to(std::back_inserter(out), " {:>12} {:>20}\n", grouped(s.total()),
+                       grouped(static_cast<std::uint64_t>(s.filled_notional + 0.5)));
+    };
+    fmt::format_to(std::back_inserter(out), "{:<10}", "coin");
+    for (std::size_t i = 0; i < status_count; ++i) {
+        fmt::format_to(std::back_inserter(out), " {:>11}", to_string(static_cast<Status>(i)));
+    }
+    fmt::format_to(std::back_inserter(out), " {:>12} {:>20}\n", "orders", "filled notional $");
+
+    CoinStats all;
+    CoinStats rest;
+    std::size_t rest_coins = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        all.add(*rows[i].second);
+        if (i < max_rows) {
+            row(rows[i].first, *rows[i].second);
+        } else {
+            rest.add(*rows[i].second);
+            ++rest_coins;
+        }
+    }
+    if (rest_coins != 0) {
+        row(fmt::format("+{} coins", rest_coins), rest);
+    }
+    row("all", all);
+    return out;
+}
+
+struct Snapshot {
+    Totals totals;
+    snaptail::TailerStats stats;
+    std::string last_parse_error;
+};
+
+struct Rates {
+    double lines_per_s{0};
+    double bytes_per_s{0};
+};
+
+std::string live_view(const Config& config, const Snapshot& s, const Rates& rates, double uptime) {
+    std::string out = fmt::format(
+        "order_stats {}  up {:.0f} s  parse threads {}\n"
+        "lines {} ({:.0f}/s, {:.1f} MB/s)  orders {}  other lines {}  parse errors {}  "
+        "lag {}\n\n",
+        config.options.path.string(), uptime, config.options.parse_threads, grouped(s.stats.lines),
+        rates.lines_per_s, rates.bytes_per_s / 1e6, grouped(s.totals.records),
+        grouped(s.stats.filtered), grouped(s.stats.parse_errors), human_bytes(s.stats.lag));
+    out += coin_table(s.totals, 20);
+    if (!s.last_parse_error.empty()) {
+        out += fmt::format("\nlast parse error: {}\n", s.last_parse_error.substr(0, 200));
+    }
+    return out;
+}
+
+std::string summary_text(const Config& config, const Snapshot& s, double busy, double wall) {
+    std::string out = fmt::format(
+        "order_stats {}: {} lines, {} ({} orders, {} other lines, {} parse errors)\n"
+        "in {:.3f} s to the last batch ({:.0f} lines/s, {:.1f} MB/s), {:.3f} s in all; "
+        "parse threads {}; peak RSS {:.1f} MiB\n\n",
+        config.options.path.string(), grouped(s.stats.lines), human_bytes(s.stats.bytes),
+        grouped(s.totals.records), grouped(s.stats.filtered), grouped(s.stats.parse_errors), busy,
+        busy > 0 ? static_cast<double>(s.stats.lines) / busy : 0.0,
+        busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0, wall,
+        config.options.parse_threads, static_cast<double>(peak_rss_kib()) / 1024.0);
+    out += coin_table(s.totals, s.totals.coins.size());
+    return out;
+}
+
+std::string summary_json(const Config& config, const Snapshot& s, double busy, double wall) {
+    CoinStats all;
+    for (const auto& [name, stats] : s.totals.coins) {
+        all.add(stats);
+    }
+    std::string statuses;
+    for (std::size_t i = 0; i < status_count; ++i) {
+        fmt::format_to(std::back_inserter(statuses), "{}\"{}\":{}", i == 0 ? "" : ",",
+                       to_string(static_cast<Status>(i)), all.orders[i]);
+    }
+    return fmt::format(
+        R"({{"lines":{},"bytes":{},"orders":{},"other_lines":{},"parse_errors":{},)"
+        R"("seconds":{:.3f},"wall_seconds":{:.3f},"lines_per_s":{:.0f},"mb_per_s":{:.1f},)"
+        R"("peak_rss_mb":{:.1f},"parse_threads":{},"strict":{},"coins":{},"statuses":{{{}}},)"
+        R"("filled_notional":{:.2f},"lag":{}}})",
+        s.stats.lines, s.stats.bytes, s.totals.records, s.stats.filtered, s.stats.parse_errors,
+        busy, wall, busy > 0 ? static_cast<double>(s.stats.lines) / busy : 0.0,
+        busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0,
+        static_cast<double>(peak_rss_kib()) / 1024.0, config.options.parse_threads, config.strict,
+        s.totals.coins.size(), statuses, all.filled_notional, s.stats.lag);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Config config = parse_args(argc, argv);
+
+    // SIGINT and SIGTERM are blocked in every thread and taken by this one with sigtimedwait,
+    // which also times the refresh. SIGUSR1 is the tailer thread's "I have finished".
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    std::mutex totals_mutex;
+    Totals totals;
+    auto sink = [&](snaptail::Batch<OrderRecord>& batch) {
+        std::lock_guard lock(totals_mutex);
+        for (const OrderRecord& record : batch.records()) {
+            totals.add(record);
+        }
+        totals.records += batch.size();
+        totals.last_batch = Clock::now();
+    };
+    ErrorLog errors;
+
+    std::optional<snaptail::BatchingTailer<OrderParser>> tailer;
+    try {
+        tailer.emplace(config.options, OrderParser{config.strict}, sink,
+                       [&errors](const snaptail::Error& e) { errors.report(e); });
+    } catch (const snaptail::InvalidOptions& e) {
+        usage_error(e.what());
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "order_stats: {}\n", e.what());
+        return 1;
+    }
+
+    auto snapshot = [&] {
+        Snapshot s;
+        {
+            std::lock_guard lock(totals_mutex);
+            s.totals = totals;
+        }
+        s.stats = tailer->stats();
+        s.last_parse_error = errors.last_parse_error();
+        return s;
+    };
+
+    const auto started = Clock::now();
+    {
+        std::lock_guard lock(totals_mutex);
+        totals.last_batch = started;
+    }
+    const pthread_t main_thread = pthread_self();
+    std::atomic<bool> finished{false};
+    std::atomic<bool> failed{false};
+    std::jthread worker([&](std::stop_token stop) {
+        try {
+            tailer->run(stop);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "order_stats: the tailer stopped: {}\n", e.what());
+            failed = true;
+        }
+        finished = true;
+        pthread_kill(main_thread, SIGUSR1);
+    });
+
+    const bool live = !config.quiet;
+    const bool tty = ::isatty(STDOUT_FILENO) == 1;
+    auto next_refresh = started + std::chrono::seconds{1};
+    auto last_refresh = started;
+    snaptail::TailerStats last_stats;
+    while (!finished) {
+        const auto wait = std::max(Clock::duration::zero(), next_refresh - Clock::now());
+        const auto wait_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+        const timespec timeout{static_cast<time_t>(wait_ns / 1'000'000'000),
+                               static_cast<long>(wait_ns % 1'000'000'000)};
+        const int signal = ::sigtimedwait(&signals, nullptr, &timeout);
+        if (signal == SIGINT || signal == SIGTERM) {
+            break;
+        }
+        if (signal >= 0 || errno != EAGAIN) {
+            continue;  // SIGUSR1 (checked by the loop), or EINTR
+        }
+        const auto now = Clock::now();
+        next_refresh = now + std::chrono::seconds{1};
+        if (!live) {
+            continue;
+        }
+        const Snapshot s = snapshot();
+        const double dt = seconds_between(last_refresh, now);
+        const Rates rates{static_cast<double>(s.stats.lines - last_stats.lines) / dt,
+                          static_cast<double>(s.stats.bytes - last_stats.bytes) / dt};
+        last_refresh = now;
+        last_stats = s.stats;
+        if (tty) {
+            fmt::print("\x1b[H\x1b[2J{}",
+                       live_view(config, s, rates, seconds_between(started, now)));
+        } else {
+            fmt::print(
+                "{:.0f} s: lines {} ({:.0f}/s, {:.1f} MB/s), orders {}, parse errors {}, "
+                "lag {}\n",
+                seconds_between(started, now), s.stats.lines, rates.lines_per_s,
+                rates.bytes_per_s / 1e6, s.totals.records, s.stats.parse_errors,
+                human_bytes(s.stats.lag));
+        }
+        std::fflush(stdout);
+    }
+    worker.request_stop();
+    worker.join();  // the lines already read are counted first
+
+    const auto ended = Clock::now();
+    const Snapshot s = snapshot();
+    const double busy = seconds_between(started, s.totals.last_batch);
+    const double wall = seconds_between(started, ended);
+    if (config.json) {
+        fmt::print("{}\n", summary_json(config, s, busy, wall));
+    } else {
+        const std::string_view clear = !live ? "" : tty ? "\x1b[H\x1b[2J" : "\n";
+        fmt::print("{}{}", clear, summary_text(config, s, busy, wall));
+    }
+    return failed ? 1 : 0;
+}
