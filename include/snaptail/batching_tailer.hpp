@@ -52,6 +52,9 @@ struct record_or_void<P> {
 // Reads are large so that syscalls stay rare, and small enough that a chunk is framed while
 // it is still in cache.
 inline constexpr std::size_t read_chunk_bytes = std::size_t{256} << 10;
+// Past this far into the buffer, framing pauses after a delivered batch so that the rest is
+// compacted to the front.
+inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
 
 }  // namespace detail
 
@@ -193,6 +196,7 @@ class BatchingTailer {
   private:
     void loop() {
         bool first_open = true;
+        position_frozen_ = false;
         next_open_ = clock::now();
         last_input_ = clock::now();
         while (!stop_.stop_requested()) {
@@ -235,7 +239,8 @@ class BatchingTailer {
     }
 
     void finish_run() {
-        // Stop: what was read and framed goes out; an incomplete last line stays unread.
+        // Stop: every complete line read goes out; an incomplete last line stays unread.
+        frame_rest();
         flush();
         commit(true);
         if (store_) {
@@ -274,7 +279,8 @@ class BatchingTailer {
     }
 
     Position delivered_position() const {
-        return Position{follower_.file().id(), fingerprint_, delivered_offset_, delivered_line_};
+        return Position{follower_.file().id(), delivered_fingerprint_, delivered_offset_,
+                        delivered_line_};
     }
 
     // Saves the position of what the sink has accepted: after every batch, or at most once per
@@ -343,6 +349,7 @@ class BatchingTailer {
         auto& file = follower_.file();
         reset_buffer(file.offset());
         fingerprint_ = detail::compute_fingerprint(file.fd(), file.offset());
+        delivered_fingerprint_ = fingerprint_;
         watcher_->watch_file(file.fd());
         last_input_ = now;
     }
@@ -454,7 +461,7 @@ class BatchingTailer {
                 file.seek(0);
                 lines_done_ = 0;
                 reset_buffer(0);
-                fingerprint_ = {};
+                fingerprint_ = delivered_fingerprint_ = {};
                 return true;
             }
             case detail::PathChange::retire:
@@ -464,7 +471,7 @@ class BatchingTailer {
                 watcher_->unwatch_file();
                 lines_done_ = 0;
                 reset_buffer(0);
-                fingerprint_ = {};
+                fingerprint_ = delivered_fingerprint_ = {};
                 next_open_ = now;
                 return true;
         }
@@ -473,6 +480,7 @@ class BatchingTailer {
 
     // No more bytes will follow in this file: its incomplete last line is a line after all.
     void end_file() {
+        frame_rest();
         feed_base_ = scan_;
         framer_.finish(std::string_view(buffer_.get() + scan_, end_ - scan_),
                        [this](const FramedLine& line) { on_line(line); });
@@ -483,6 +491,11 @@ class BatchingTailer {
     // --- how to read it --------------------------------------------------------------
 
     bool read_and_frame() {
+        if (std::exchange(framing_paused_, false)) {
+            make_room();  // moves the unframed rest, still in cache, to the front
+            frame();
+            return true;
+        }
         make_room();
         auto& file = follower_.file();
         const std::size_t room = options_.read_ahead_bytes - end_;
@@ -499,10 +512,22 @@ class BatchingTailer {
         end_ += static_cast<std::size_t>(n);
         stats_.bytes += static_cast<std::uint64_t>(n);
         stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, end_ - hold_);
+        frame();
+        return true;
+    }
+
+    // Frames what a pause left unframed.
+    void frame_rest() {
+        while (std::exchange(framing_paused_, false)) {
+            make_room();
+            frame();
+        }
+    }
+
+    void frame() {
         feed_base_ = scan_;
         scan_ += framer_.feed(std::string_view(buffer_.get() + scan_, end_ - scan_),
-                              [this](const FramedLine& line) { on_line(line); });
-        return true;
+                              [this](const FramedLine& line) { return on_line(line); });
     }
 
     // Lines and records view the buffer, so it is compacted only when no batch is pending;
@@ -526,6 +551,7 @@ class BatchingTailer {
     }
 
     void reset_buffer(std::uint64_t file_offset) {
+        framing_paused_ = false;
         base_offset_ = file_offset;
         hold_ = scan_ = end_ = 0;
         line_start_ = consumed_offset_ = delivered_offset_ = file_offset;
@@ -535,7 +561,10 @@ class BatchingTailer {
 
     // --- parse and batch ---------------------------------------------------------------
 
-    void on_line(const FramedLine& line) {
+    // Returns true to pause framing: a batch was just delivered far into the buffer, so the
+    // rest is better moved to the front (still in cache) than read after it; walking the
+    // whole read-ahead buffer would cost cache misses on every read.
+    bool on_line(const FramedLine& line) {
         const std::uint64_t line_number = lines_done_ + 1;
         consumed_offset_ = base_offset_ + feed_base_ + line.end;
         if (line.first_of_long) {
@@ -564,8 +593,14 @@ class BatchingTailer {
         consumed_line_ = lines_done_;
         if (framing().lines.size() >= options_.max_batch_lines ||
             framing().bytes >= options_.max_batch_bytes) {
-            cut(feed_base_ + line.end);
+            const std::size_t at = feed_base_ + line.end;
+            cut(at);
+            if (!pool_ && at >= compact_after_) {
+                framing_paused_ = true;
+                return true;
+            }
         }
+        return false;
     }
 
     detail::ParseJob<record_type>& framing() noexcept { return jobs_[framing_index_]; }
@@ -646,7 +681,13 @@ class BatchingTailer {
         if (!job.records.empty()) {
             batch_type batch(std::span<record_type>(job.records), first_line, last_line, job.end,
                              job.bytes);
-            send(batch);
+            if (position_frozen_) {
+                report_undelivered(batch);
+            } else if (!send(batch)) {
+                // Stopped while the sink was failing: this batch and every later one stay
+                // uncommitted, so a restart from the checkpoint delivers them, in order.
+                position_frozen_ = true;
+            }
             const long long size = follower_.file().size();
             if (size >= 0) {
                 const auto usize = static_cast<std::uint64_t>(size);
@@ -658,14 +699,20 @@ class BatchingTailer {
 
     void release(detail::ParseJob<record_type>& job) {
         hold_ = job.hold;
-        delivered_offset_ = job.end.offset;
-        delivered_line_ = job.end.line;
         job.clear();
-        commit(false);
+        if (!position_frozen_) {
+            delivered_offset_ = job.end.offset;
+            delivered_line_ = job.end.line;
+            delivered_fingerprint_ = job.end.fingerprint;
+            commit(false);
+        }
         publish_stats();
     }
 
-    void send(batch_type& batch) {
+    // Offers the batch to the sink until it accepts it (true), retrying with backoff. Gives up
+    // after sink_max_attempts (counted and reported; true: the position moves past it), or
+    // when stop is requested (false: the batch stays undelivered and uncommitted).
+    bool send(batch_type& batch) {
         auto delay = options_.sink_retry_initial;
         for (unsigned attempt = 1;; ++attempt) {
             std::string failure;
@@ -673,7 +720,7 @@ class BatchingTailer {
                 sink_(batch);
                 ++stats_.batches;
                 stats_.records += batch.size();
-                return;
+                return true;
             } catch (const std::exception& e) {
                 failure = e.what();
             } catch (...) {
@@ -684,23 +731,34 @@ class BatchingTailer {
                    fmt::format("sink threw on attempt {} for lines {}-{}: {}", attempt,
                                batch.first_line(), batch.last_line(), failure),
                    batch.end_position().offset, batch.first_line());
-            const bool exhausted =
-                options_.sink_max_attempts != 0 && attempt >= options_.sink_max_attempts;
-            if (exhausted || stop_.stop_requested()) {
+            if (options_.sink_max_attempts != 0 && attempt >= options_.sink_max_attempts) {
                 ++stats_.skipped_batches;
                 stats_.skipped_records += batch.size();
-                report(exhausted ? ErrorKind::sink_gave_up : ErrorKind::undelivered,
-                       fmt::format("{} records of lines {}-{} (ending at byte {}) were not "
-                                   "delivered: {}",
+                report(ErrorKind::sink_gave_up,
+                       fmt::format("{} records of lines {}-{} (ending at byte {}) were skipped "
+                                   "after {} attempts (sink_max_attempts)",
                                    batch.size(), batch.first_line(), batch.last_line(),
-                                   batch.end_position().offset,
-                                   exhausted ? "sink_max_attempts reached" : "stop requested"),
+                                   batch.end_position().offset, attempt),
                        batch.end_position().offset, batch.first_line());
-                return;
+                return true;
+            }
+            if (stop_.stop_requested()) {
+                report_undelivered(batch);
+                return false;
             }
             sleep_unless_stopped(delay);
             delay = std::min(delay * 2, options_.sink_retry_max);
         }
+    }
+
+    void report_undelivered(const batch_type& batch) {
+        report(ErrorKind::undelivered,
+               fmt::format("{} records of lines {}-{} (ending at byte {}) were not delivered "
+                           "before stop; the position stays before them{}",
+                           batch.size(), batch.first_line(), batch.last_line(),
+                           batch.end_position().offset,
+                           store_ ? ", so a restart from the checkpoint delivers them" : ""),
+               batch.end_position().offset, batch.first_line());
     }
 
     void sleep_unless_stopped(std::chrono::milliseconds delay) {
@@ -785,8 +843,9 @@ class BatchingTailer {
     std::uint64_t consumed_line_{0};
     std::uint64_t delivered_offset_{0};
     std::uint64_t delivered_line_{0};
-    Fingerprint fingerprint_;
-    std::optional<Position> resume_;  // where the first open resumes (checkpoint or StartAt)
+    Fingerprint fingerprint_;            // of what has been consumed
+    Fingerprint delivered_fingerprint_;  // of what has been delivered (never longer)
+    std::optional<Position> resume_;     // where the first open resumes (checkpoint or StartAt)
     std::optional<CheckpointStore> store_;
     std::optional<Position> committed_;
     clock::time_point last_commit_{};
@@ -795,6 +854,10 @@ class BatchingTailer {
     std::array<detail::ParseJob<record_type>, 2> jobs_;
     unsigned framing_index_{0};
     detail::ParseJob<record_type>* inflight_{nullptr};
+    bool framing_paused_{false};
+    bool position_frozen_{false};  // a batch went undelivered at stop: commit nothing after it
+    const std::size_t compact_after_{
+        std::min(options_.read_ahead_bytes / 2, detail::compact_after_bytes)};
     std::optional<detail::ParsePool<Parser, record_type>> pool_;
     clock::time_point next_open_{};
     clock::time_point last_input_{};

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace snaptail {
 
@@ -26,8 +28,9 @@ struct FramedLine {
 };
 
 /// Frames lines out of a stream fed in arbitrary pieces. The same input yields the same lines
-/// however it is split into feed() calls (a long line's events may differ in how they are cut). Holds no buffer of its own: the caller keeps the
-/// unconsumed tail and feeds it again with more bytes after it. Not thread-safe; never allocates.
+/// however it is split into feed() calls (a long line's events may differ in how they are cut).
+/// Holds no buffer of its own: the caller keeps the unconsumed tail and feeds it again with more
+/// bytes after it. Not thread-safe; never allocates.
 ///
 ///     LineFramer framer(1024, LongLinePolicy::truncate, true);
 ///     std::size_t used = framer.feed(buffer, [](const FramedLine& l) { use(l.text); });
@@ -39,8 +42,10 @@ class LineFramer {
         : max_(max_line_bytes == 0 ? 1 : max_line_bytes), policy_(policy), strip_cr_(strip_cr) {}
 
     /// Frames `data`, calling on_event(const FramedLine&) for each event in order, and returns
-    /// how many bytes were consumed. The unconsumed rest is an incomplete line of at most
-    /// max_line_bytes content bytes (plus a trailing '\r'), to be fed again followed by more input.
+    /// how many bytes were consumed. An on_event that returns bool may return true after a
+    /// whole line to stop framing there (the rest is fed again later). The unconsumed rest is an
+    /// incomplete line of at most max_line_bytes content bytes (plus a trailing '\r'), to be fed
+    /// again followed by more input.
     template <class OnEvent>
     std::size_t feed(std::string_view data, OnEvent&& on_event) {
         std::size_t pos = 0;
@@ -66,8 +71,10 @@ class LineFramer {
                 }
                 const std::size_t end = line_end + 1;
                 if (content.size() <= max_) {
-                    on_event(FramedLine{content, end, true, true, continuing_, false});
-                    continuing_ = false;
+                    const bool long_line = std::exchange(continuing_, false);
+                    if (stops(on_event, FramedLine{content, end, true, true, long_line, false})) {
+                        return end;
+                    }
                 } else {
                     long_complete(content, pos, end, on_event);
                 }
@@ -115,6 +122,16 @@ class LineFramer {
     std::size_t max_line_bytes() const noexcept { return max_; }
 
   private:
+    template <class OnEvent>
+    static bool stops(OnEvent& on_event, const FramedLine& line) {
+        if constexpr (std::is_same_v<std::invoke_result_t<OnEvent&, const FramedLine&>, bool>) {
+            return on_event(line);
+        } else {
+            on_event(line);
+            return false;
+        }
+    }
+
     // A whole line longer than the limit is in the input.
     template <class OnEvent>
     void long_complete(std::string_view content, std::size_t pos, std::size_t end,

@@ -41,7 +41,9 @@ inline bool same_file(int fd, const Position& saved) noexcept {
         static_cast<std::uint64_t>(st.st_size) < saved.fingerprint.bytes) {
         return false;
     }
-    return compute_fingerprint(fd, saved.fingerprint.bytes) == saved.fingerprint;
+    // No bytes fingerprinted (the position is at offset 0): identity alone decides.
+    return saved.fingerprint.bytes == 0 ||
+           compute_fingerprint(fd, saved.fingerprint.bytes) == saved.fingerprint;
 }
 
 /// "<path>.*" with glob metacharacters in the path escaped.
