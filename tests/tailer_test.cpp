@@ -425,3 +425,24 @@ TEST_CASE("stats are formatted with fmt", "[tailer]") {
     CHECK_THAT(text, Catch::Matchers::Contains("rotations=2"));
     CHECK_THAT(text, Catch::Matchers::Contains("file=/var/log/x.log"));
 }
+
+TEST_CASE("start() then join() waits for an idle_exit run; running() is true from start()",
+          "[tailer]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    append(path, text_of(numbered("j", 1, 20)));
+    auto options = quick_options(path);
+    options.idle_exit = 50ms;
+    Collector got;
+    Tailer tailer(options, RawLineParser{}, got.sink());
+    tailer.start();
+    CHECK(tailer.running());
+    CHECK_THROWS_AS(tailer.start(), std::logic_error);
+    tailer.join();
+    CHECK_FALSE(tailer.running());
+    CHECK(got.lines() == numbered("j", 1, 20));
+    append(path, "again\n");
+    tailer.start();  // a finished run may be started again, from where it was
+    tailer.join();
+    CHECK(got.lines() == concat(numbered("j", 1, 20), std::vector<std::string>{"again"}));
+}

@@ -141,28 +141,23 @@ class BatchingTailer {
         if (running_.exchange(true)) {
             throw std::logic_error("snaptail: BatchingTailer::run: the tailer is already running");
         }
-        struct Running {
-            std::atomic<bool>& flag;
-            ~Running() { flag = false; }
-        } running{running_};
-        detail::FileWatcher watcher(options_.path, options_.use_inotify);
-        std::stop_callback wake_on_stop(stop, [&watcher] { watcher.wake(); });
-        watcher_ = &watcher;
-        stop_ = stop;
-        loop();
-        finish_run();
-        watcher_ = nullptr;
+        run_claimed(std::move(stop));
     }
 
-    /// Runs the tailer on an owned thread. Throws std::logic_error if it is already running.
+    /// Runs the tailer on an owned thread; running() is true from the moment it returns.
+    /// Throws std::logic_error if it is already running. A tailer whose run ended (stop(),
+    /// idle_exit) may be started again.
     void start() {
-        if (thread_.joinable() || running_) {
+        if (running_.exchange(true)) {
             throw std::logic_error(
                 "snaptail: BatchingTailer::start: the tailer is already running");
         }
+        if (thread_.joinable()) {
+            thread_.join();  // a finished run's thread
+        }
         thread_ = std::jthread([this](std::stop_token stop) {
             try {
-                run(stop);
+                run_claimed(std::move(stop));
             } catch (const std::exception& e) {
                 report(ErrorKind::io, fmt::format("tailer stopped: {}", e.what()));
             } catch (...) {
@@ -176,6 +171,14 @@ class BatchingTailer {
     void stop() {
         if (thread_.joinable()) {
             thread_.request_stop();
+            thread_.join();
+        }
+    }
+
+    /// Blocks until the run started by start() ends by itself (idle_exit) or is stopped.
+    /// Call from any thread but the sink's.
+    void join() {
+        if (thread_.joinable()) {
             thread_.join();
         }
     }
@@ -194,6 +197,20 @@ class BatchingTailer {
     const TailOptions& options() const noexcept { return options_; }
 
   private:
+    void run_claimed(std::stop_token stop) {
+        struct Running {
+            std::atomic<bool>& flag;
+            ~Running() { flag = false; }
+        } running{running_};
+        detail::FileWatcher watcher(options_.path, options_.use_inotify);
+        std::stop_callback wake_on_stop(stop, [&watcher] { watcher.wake(); });
+        watcher_ = &watcher;
+        stop_ = std::move(stop);
+        loop();
+        finish_run();
+        watcher_ = nullptr;
+    }
+
     void loop() {
         bool first_open = true;
         position_frozen_ = false;
