@@ -5,6 +5,8 @@
 #include <snaptail/batching_tailer.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 
@@ -445,4 +447,51 @@ TEST_CASE("start() then join() waits for an idle_exit run; running() is true fro
     tailer.start();  // a finished run may be started again, from where it was
     tailer.join();
     CHECK(got.lines() == concat(numbered("j", 1, 20), std::vector<std::string>{"again"}));
+}
+
+TEST_CASE("a 100 MiB line without a newline is truncated in bounded memory", "[tailer]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string giant(100 << 20, 'g');
+    append(path, "before\n" + giant);
+    auto options = quick_options(path);  // max_line_bytes 1 MiB, read_ahead_bytes 8 MiB
+    ErrorLog errors;
+    std::vector<std::size_t> sizes;
+    std::vector<std::string> small;
+    std::mutex mutex;
+    std::condition_variable changed;
+    BatchingTailer<RawLineParser> tailer(
+        options, RawLineParser{},
+        [&](Batch<std::string_view>& batch) {
+            std::lock_guard lock(mutex);
+            for (std::string_view line : batch.records()) {
+                sizes.push_back(line.size());
+                if (line.size() < 100) {
+                    small.emplace_back(line);
+                } else if (line.find_first_not_of('g') != std::string_view::npos) {
+                    small.emplace_back("corrupted giant line");
+                }
+            }
+            changed.notify_all();
+        },
+        errors.handler());
+    tailer.start();
+    REQUIRE(errors.wait_for(ErrorKind::long_line));
+    REQUIRE(eventually([&] { return tailer.stats().bytes == 7 + giant.size(); }));
+    append(path, "tail of the giant\nafter\n");
+    {
+        std::unique_lock lock(mutex);
+        REQUIRE(changed.wait_for(lock, deadline, [&] { return sizes.size() == 3; }));
+    }
+    tailer.stop();
+    CHECK(sizes == std::vector<std::size_t>{6, options.max_line_bytes, 5});
+    CHECK(small == std::vector<std::string>{"before", "after"});
+    const auto stats = tailer.stats();
+    CHECK(stats.long_lines == 1);
+    CHECK(stats.lines == 3);
+    CHECK(stats.read_ahead_high_water <= options.read_ahead_bytes);
+    const auto reported = errors.of(ErrorKind::long_line);
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0].line == 2);
+    CHECK(reported[0].offset == 7);
 }
