@@ -369,6 +369,9 @@ class BatchingTailer {
         delivered_fingerprint_ = fingerprint_;
         watcher_->watch_file(file.fd());
         last_input_ = now;
+        // Where this file starts being read is a position too: a crash before its first batch
+        // must resume here, not in the file before it or at an offset that no longer applies.
+        commit(true);
     }
 
     // The resume rules: the same file at the path continues from the saved offset (or from 0 if
@@ -479,6 +482,7 @@ class BatchingTailer {
                 lines_done_ = 0;
                 reset_buffer(0);
                 fingerprint_ = delivered_fingerprint_ = {};
+                commit(true);  // a crash from now on resumes at the start of the new content
                 return true;
             }
             case detail::PathChange::retire:
