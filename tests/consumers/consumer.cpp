@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <thread>
 
 int main() {
@@ -17,17 +18,13 @@ int main() {
 
     snaptail::SwapBuffer<int>::batch_type batch;
     int expected = 0;
-    while (!buffer.is_closed() || !buffer.empty()) {
-        buffer.drain(batch);
+    while (buffer.wait_drain(batch, 256, std::chrono::milliseconds(5))) {
         for (int value : batch) {
             if (value != expected) {
                 fmt::print(stderr, "consumer: got {} where {} was expected\n", value, expected);
                 return 1;
             }
             ++expected;
-        }
-        if (batch.empty()) {
-            std::this_thread::yield();
         }
     }
     producer.join();
