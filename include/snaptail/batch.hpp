@@ -33,7 +33,8 @@ class Batch {
     /// The file and the byte offset just past the last line consumed for this batch: what a
     /// checkpoint stores to resume after it.
     const Position& end_position() const noexcept { return end_position_; }
-    /// Bytes of line content in the batch (without newlines).
+    /// Bytes of the lines offered to the parser for this batch (without newlines), including
+    /// lines it dropped or threw on.
     std::size_t bytes() const noexcept { return bytes_; }
 
   private:

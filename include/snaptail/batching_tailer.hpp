@@ -68,10 +68,12 @@ inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
 ///         });
 ///     tailer.start();  // ... tailer.stop() delivers what was read, then joins.
 ///
-/// Delivery: each batch goes to the sink once it holds max_batch_lines records or
-/// max_batch_bytes bytes, or its first record has waited `linger`. The sink runs on the
-/// tailer's thread; while it runs nothing more is read, so memory stays within
-/// read_ahead_bytes whatever the backlog. Faults go to the error handler; none stops the tailer.
+/// Delivery: a batch is cut once it holds max_batch_lines lines or max_batch_bytes bytes, or
+/// its first line has waited `linger`; its parsed records then go to the sink (lines the
+/// parser drops or throws on are not among them). The sink runs on the tailer's thread; while
+/// it runs nothing more is read (with parse_threads > 1, the next batch is parsed meanwhile),
+/// so memory stays within read_ahead_bytes whatever the backlog. Faults go to the error
+/// handler; none stops the tailer.
 template <class Parser>
 class BatchingTailer {
     static_assert(LineParser<Parser>,
