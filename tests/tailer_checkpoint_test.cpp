@@ -227,7 +227,7 @@ TEST_CASE("the checkpoint never runs ahead of the sink", "[tailer][checkpoint]")
     CHECK(errors.of(ErrorKind::sink).size() == 3);
 }
 
-TEST_CASE("commit_interval bounds checkpoint writes; stop always commits", "[tailer][checkpoint]") {
+TEST_CASE("commit_interval bounds checkpoint writes, and stop always commits", "[tailer][checkpoint]") {
     TempDir dir;
     auto options = checkpointed(dir);
     options.max_batch_lines = 2;

@@ -73,7 +73,7 @@ TEST_CASE("StartAt::end skips existing lines but keeps true line numbers", "[tai
     CHECK(batches.back().last_line == 12);
 }
 
-TEST_CASE("CRLF is stripped; NUL bytes, lone CRs and invalid UTF-8 pass through untouched",
+TEST_CASE("CRLF is stripped, and NUL bytes, lone CRs and invalid UTF-8 pass through untouched",
           "[tailer]") {
     TempDir dir;
     const auto path = dir / "app.log";
@@ -260,7 +260,7 @@ TEST_CASE("stop() delivers the complete lines already read, and not an incomplet
     CHECK(tailer.stats().pending_bytes == 10);
 }
 
-TEST_CASE("a sink that throws is retried until it succeeds; every line once, in order",
+TEST_CASE("a sink that throws is retried until it succeeds: every line once, in order",
           "[tailer]") {
     TempDir dir;
     const auto path = dir / "app.log";
@@ -317,7 +317,7 @@ TEST_CASE("sink_max_attempts gives up on a batch, and says which lines", "[taile
     CHECK(tailer.stats().skipped_records == 3);
 }
 
-TEST_CASE("a directory at the path is reported and retried; a file there later is read",
+TEST_CASE("a directory at the path is reported and retried, and a file there later is read",
           "[tailer]") {
     TempDir dir;
     const auto path = dir / "app.log";
@@ -428,7 +428,7 @@ TEST_CASE("stats are formatted with fmt", "[tailer]") {
     CHECK_THAT(text, Catch::Matchers::Contains("file=/var/log/x.log"));
 }
 
-TEST_CASE("start() then join() waits for an idle_exit run; running() is true from start()",
+TEST_CASE("start() then join() waits for an idle_exit run, and running() is true from start()",
           "[tailer]") {
     TempDir dir;
     const auto path = dir / "app.log";

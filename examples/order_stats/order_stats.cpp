@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -53,6 +54,7 @@ Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary
   --idle-exit-ms N    exit once everything read is counted and nothing came for N ms
   --strict            validate every line as JSON in full (default: only the fields used;
                       the others are skipped with their brackets and quotes balanced)
+  --no-parse          no JSON: each line's record is its length (measures the tailer alone)
   --quiet             no live table: only the summary at exit
   --json              print the summary as one JSON object (for scripts and benchmarks)
   -h, --help          this text
@@ -61,6 +63,7 @@ Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary
 struct Config {
     snaptail::TailOptions options;
     bool strict{false};
+    bool no_parse{false};
     bool quiet{false};
     bool json{false};
 };
@@ -103,6 +106,8 @@ Config parse_args(int argc, char** argv) {
             o.idle_exit = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
         } else if (arg == "--strict") {
             config.strict = true;
+        } else if (arg == "--no-parse") {
+            config.no_parse = true;
         } else if (arg == "--quiet") {
             config.quiet = true;
         } else if (arg == "--json") {
@@ -118,9 +123,18 @@ Config parse_args(int argc, char** argv) {
     if (!path) {
         usage_error("PATH is missing");
     }
+    if (config.strict && config.no_parse) {
+        usage_error("--strict and --no-parse exclude each other");
+    }
     o.path = *path;
     return config;
 }
+
+// --no-parse: the cheapest parser that still touches every line. Copyable, so it runs with
+// any --parse-threads, through the same tailer, sink and summary as OrderParser.
+struct LineLengthParser {
+    std::size_t parse(std::string_view line) const noexcept { return line.size(); }
+};
 
 // --- aggregation ---------------------------------------------------------------------------
 
@@ -155,7 +169,10 @@ struct StringHash {
 struct Totals {
     std::unordered_map<std::string, CoinStats, StringHash, std::equal_to<>> coins;
     std::uint64_t records{0};
+    std::uint64_t line_bytes{0};  // --no-parse: the sum of the lines' lengths (without '\n')
     Clock::time_point last_batch{};
+
+    void add(std::size_t line_length) noexcept { line_bytes += line_length; }
 
     void add(const OrderRecord& r) {
         const std::string_view name = r.coin.view();
@@ -315,15 +332,19 @@ std::string live_view(const Config& config, const Snapshot& s, const Rates& rate
     return out;
 }
 
+std::string_view parser_name(const Config& config) noexcept {
+    return config.no_parse ? "none" : config.strict ? "simdjson-strict" : "simdjson";
+}
+
 std::string summary_text(const Config& config, const Snapshot& s, double busy, double wall) {
     std::string out = fmt::format(
         "order_stats {}: {} lines, {} ({} orders, {} other lines, {} parse errors)\n"
         "in {:.3f} s to the last batch ({:.0f} lines/s, {:.1f} MB/s), {:.3f} s in all; "
-        "parse threads {}; peak RSS {:.1f} MiB\n\n",
+        "parser {}, parse threads {}; peak RSS {:.1f} MiB\n\n",
         config.options.path.string(), grouped(s.stats.lines), human_bytes(s.stats.bytes),
         grouped(s.totals.records), grouped(s.stats.filtered), grouped(s.stats.parse_errors), busy,
         busy > 0 ? static_cast<double>(s.stats.lines) / busy : 0.0,
-        busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0, wall,
+        busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0, wall, parser_name(config),
         config.options.parse_threads, static_cast<double>(peak_rss_kib()) / 1024.0);
     out += coin_table(s.totals, s.totals.coins.size());
     return out;
@@ -342,20 +363,20 @@ std::string summary_json(const Config& config, const Snapshot& s, double busy, d
     return fmt::format(
         R"({{"lines":{},"bytes":{},"orders":{},"other_lines":{},"parse_errors":{},)"
         R"("seconds":{:.3f},"wall_seconds":{:.3f},"lines_per_s":{:.0f},"mb_per_s":{:.1f},)"
-        R"("peak_rss_mb":{:.1f},"parse_threads":{},"strict":{},"coins":{},"statuses":{{{}}},)"
-        R"("filled_notional":{:.2f},"lag":{}}})",
+        R"("peak_rss_mb":{:.1f},"parser":"{}","parse_threads":{},"strict":{},"line_bytes":{},)"
+        R"("coins":{},"statuses":{{{}}},"filled_notional":{:.2f},"lag":{}}})",
         s.stats.lines, s.stats.bytes, s.totals.records, s.stats.filtered, s.stats.parse_errors,
         busy, wall, busy > 0 ? static_cast<double>(s.stats.lines) / busy : 0.0,
         busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0,
-        static_cast<double>(peak_rss_kib()) / 1024.0, config.options.parse_threads, config.strict,
-        s.totals.coins.size(), statuses, all.filled_notional, s.stats.lag);
+        static_cast<double>(peak_rss_kib()) / 1024.0, parser_name(config),
+        config.options.parse_threads, config.strict, s.totals.line_bytes, s.totals.coins.size(),
+        statuses, all.filled_notional, s.stats.lag);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    const Config config = parse_args(argc, argv);
-
+// Follows the file with `parser` until idle exit, SIGINT or SIGTERM; prints the summary.
+template <class Parser>
+int follow(const Config& config, Parser parser) {
+    using Record = snaptail::record_t<Parser>;
     // SIGINT and SIGTERM are blocked in every thread and taken by this one with sigtimedwait,
     // which also times the refresh. SIGUSR1 is the tailer thread's "I have finished".
     sigset_t signals;
@@ -367,19 +388,21 @@ int main(int argc, char** argv) {
 
     std::mutex totals_mutex;
     Totals totals;
-    auto sink = [&](snaptail::Batch<OrderRecord>& batch) {
+    auto sink = [&](snaptail::Batch<Record>& batch) {
         std::lock_guard lock(totals_mutex);
-        for (const OrderRecord& record : batch.records()) {
+        for (const Record& record : batch.records()) {
             totals.add(record);
         }
-        totals.records += batch.size();
+        if constexpr (std::same_as<Record, OrderRecord>) {
+            totals.records += batch.size();  // orders; --no-parse counts none
+        }
         totals.last_batch = Clock::now();
     };
     ErrorLog errors;
 
-    std::optional<snaptail::BatchingTailer<OrderParser>> tailer;
+    std::optional<snaptail::BatchingTailer<Parser>> tailer;
     try {
-        tailer.emplace(config.options, OrderParser{config.strict}, sink,
+        tailer.emplace(config.options, std::move(parser), sink,
                        [&errors](const snaptail::Error& e) { errors.report(e); });
     } catch (const snaptail::InvalidOptions& e) {
         usage_error(e.what());
@@ -473,4 +496,14 @@ int main(int argc, char** argv) {
         fmt::print("{}{}", clear, summary_text(config, s, busy, wall));
     }
     return failed ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Config config = parse_args(argc, argv);
+    if (config.no_parse) {
+        return follow(config, LineLengthParser{});
+    }
+    return follow(config, OrderParser{config.strict});
 }
