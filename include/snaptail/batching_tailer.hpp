@@ -657,7 +657,7 @@ class BatchingTailer {
             return;
         }
         if (inflight_ != nullptr) {
-            pool_->wait(*inflight_);
+            pool_->wait(*inflight_, parser_);
         }
         pool_->submit(job);
         auto* previous = inflight_;
@@ -678,7 +678,7 @@ class BatchingTailer {
 
     void deliver_inflight() {
         auto* job = std::exchange(inflight_, nullptr);
-        pool_->wait(*job);
+        pool_->wait(*job, parser_);
         deliver_job(*job);
     }
 

@@ -5,6 +5,8 @@
 #include <snaptail/line_parser.hpp>
 #include <snaptail/position.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -86,13 +88,15 @@ void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>&
 template <class R>
 struct ParseJob {
     std::vector<LineRef> lines;
-    std::vector<ParsedSlice<R>> slices;  // one per parsing thread
+    std::vector<ParsedSlice<R>> slices;  // one per chunk of lines, in file order
     std::vector<R> records;              // the slices' records, merged in file order
     std::size_t bytes{0};                // line bytes offered to the parser
     std::chrono::steady_clock::time_point started{};
-    Position end;            // just past the last line consumed for this batch
-    std::size_t hold{0};     // buffer index up to which it may be released once delivered
-    std::size_t pending{0};  // slices still being parsed (guarded by the pool's mutex)
+    Position end;                // just past the last line consumed for this batch
+    std::size_t hold{0};         // buffer index up to which it may be released once delivered
+    std::size_t chunk_lines{0};  // lines per chunk (the last may have fewer)
+    std::atomic<std::size_t> next_chunk{0};  // the next chunk a thread may take
+    std::atomic<std::size_t> pending{0};     // chunks not parsed yet
 
     bool empty() const noexcept { return lines.empty(); }
 
@@ -125,7 +129,9 @@ struct ParseJob {
     }
 };
 
-/// Threads that parse the slices of one job at a time, each with its own copy of the parser.
+/// Threads that parse one job at a time. A job is cut into chunks that the workers, and the
+/// tailer's thread while it waits, take in turn: nobody idles while lines remain, and a slow
+/// chunk does not hold up the others. Each thread parses with its own copy of the parser.
 /// submit() and wait() belong to one thread (the tailer's); the workers are joined on
 /// destruction.
 template <class Parser, class R>
@@ -156,29 +162,62 @@ class ParsePool {
 
     std::size_t threads() const noexcept { return thread_count_; }
 
-    /// Starts parsing `job` on every worker. Never blocks beyond the lock. The job must stay
-    /// alive and untouched until wait(job) returns.
+    /// Starts parsing `job`. Never blocks beyond the lock. The job must stay alive and
+    /// untouched until wait(job) returns.
     void submit(ParseJob<R>& job) {
-        job.slices.resize(thread_count_);
+        const std::size_t n = job.lines.size();
+        const std::size_t chunks = std::max<std::size_t>(
+            1, std::min(n / min_chunk_lines, thread_count_ * chunks_per_thread));
+        job.chunk_lines = (n + chunks - 1) / chunks;
+        job.slices.resize(chunks);
+        job.next_chunk.store(0, std::memory_order_relaxed);
+        job.pending.store(chunks, std::memory_order_relaxed);
         {
             std::lock_guard lock(mutex_);
-            job.pending = thread_count_;
             job_ = &job;
             ++generation_;
         }
         start_.notify_all();
     }
 
-    /// Blocks until every slice of `job` is parsed, then merges its records.
-    void wait(ParseJob<R>& job) {
+    /// Parses chunks of `job` with `parser` (the caller's own) while any remain, then blocks
+    /// until the workers' chunks are done too, and merges the records in file order.
+    void wait(ParseJob<R>& job, Parser& parser) {
+        while (take_chunk(job, parser)) {
+        }
         {
+            // Done when every chunk is parsed and no worker still holds the job: after this,
+            // the job may be cleared and refilled without a late worker touching it.
             std::unique_lock lock(mutex_);
-            done_.wait(lock, [&] { return job.pending == 0; });
+            done_.wait(lock, [&] {
+                return job.pending.load(std::memory_order_acquire) == 0 && active_ == 0;
+            });
+            job_ = nullptr;
         }
         job.merge();
     }
 
   private:
+    static constexpr std::size_t chunks_per_thread = 4;
+    static constexpr std::size_t min_chunk_lines = 64;
+
+    // Parses the next untaken chunk, if any; false when none is left.
+    bool take_chunk(ParseJob<R>& job, Parser& parser) {
+        const std::size_t chunk = job.next_chunk.fetch_add(1, std::memory_order_relaxed);
+        if (chunk >= job.slices.size()) {
+            return false;
+        }
+        const std::size_t begin = chunk * job.chunk_lines;
+        const std::size_t end = std::min(job.lines.size(), begin + job.chunk_lines);
+        parse_lines(parser, std::span<const LineRef>(job.lines).subspan(begin, end - begin),
+                    job.slices[chunk]);
+        if (job.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            std::lock_guard lock(mutex_);  // so that the waiter cannot miss the notification
+            done_.notify_one();
+        }
+        return true;
+    }
+
     void work(unsigned index, std::stop_token stop) {
         std::uint64_t seen = 0;
         for (;;) {
@@ -191,22 +230,16 @@ class ParsePool {
                 }
                 seen = generation_;
                 job = job_;
+                if (job == nullptr) {
+                    continue;  // finished before this worker woke
+                }
+                ++active_;
             }
-            const std::size_t n = job->lines.size();
-            const std::size_t parts = thread_count_;
-            const std::size_t begin = n * index / parts;
-            const std::size_t end = n * (index + 1) / parts;
-            parse_lines(parsers_[index],
-                        std::span<const LineRef>(job->lines).subspan(begin, end - begin),
-                        job->slices[index]);
-            bool last = false;
-            {
-                std::lock_guard lock(mutex_);
-                last = --job->pending == 0;
+            while (take_chunk(*job, parsers_[index])) {
             }
-            if (last) {
-                done_.notify_one();
-            }
+            std::lock_guard lock(mutex_);
+            --active_;
+            done_.notify_one();
         }
     }
 
@@ -216,7 +249,8 @@ class ParsePool {
     std::condition_variable start_;
     std::condition_variable done_;
     std::uint64_t generation_{0};
-    ParseJob<R>* job_{nullptr};
+    ParseJob<R>* job_{nullptr};          // the job being parsed, until wait() has seen it through
+    std::size_t active_{0};              // workers holding job_
     std::vector<std::jthread> workers_;  // last: stopped and joined first
 };
 
