@@ -7,3 +7,19 @@
 #else
 #include <catch2/catch.hpp>
 #endif
+
+#include <string>
+
+namespace snaptail::test {
+
+/// A matcher for "the string contains `text`": Catch2 v3 renamed it ContainsSubstring (its
+/// Contains matches range elements).
+inline auto has_substring(const std::string& text) {
+#if SNAPTAIL_CATCH2_MAJOR >= 3
+    return Catch::Matchers::ContainsSubstring(text);
+#else
+    return Catch::Matchers::Contains(text);
+#endif
+}
+
+}  // namespace snaptail::test

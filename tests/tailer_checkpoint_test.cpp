@@ -101,7 +101,7 @@ TEST_CASE("the saved file nowhere to be found: the gap is reported, the path rea
     CHECK(run_once(options, &errors) == std::vector<std::string>{"fresh"});
     const auto gaps = errors.of(ErrorKind::gap);
     REQUIRE(gaps.size() == 1);
-    CHECK_THAT(gaps[0].message, Catch::Matchers::Contains("may be lost"));
+    CHECK_THAT(gaps[0].message, has_substring("may be lost"));
     CHECK(gaps[0].offset == 4);
 }
 
@@ -172,9 +172,8 @@ TEST_CASE("a corrupt checkpoint fails construction, or falls back to start when 
         Tailer tailer(options, RawLineParser{}, [](Batch<std::string_view>&) {});
         FAIL("construction did not throw");
     } catch (const CheckpointError& e) {
-        CHECK_THAT(std::string(e.what()),
-                   Catch::Matchers::Contains(options.checkpoint_path->string()));
-        CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("truncated"));
+        CHECK_THAT(std::string(e.what()), has_substring(options.checkpoint_path->string()));
+        CHECK_THAT(std::string(e.what()), has_substring("truncated"));
     }
     options.corrupt_checkpoint = CorruptCheckpoint::use_start;
     ErrorLog errors;
@@ -190,7 +189,7 @@ TEST_CASE("a checkpoint saved for another path is refused", "[tailer][checkpoint
     append(options.path, "a\n");
     CheckpointStore(*options.checkpoint_path).save(Position{}, "/some/other.log");
     CHECK_THROWS_WITH(Tailer(options, RawLineParser{}, [](Batch<std::string_view>&) {}),
-                      Catch::Matchers::Contains("saved for /some/other.log"));
+                      has_substring("saved for /some/other.log"));
 }
 
 TEST_CASE("the checkpoint never runs ahead of the sink", "[tailer][checkpoint]") {
@@ -227,7 +226,8 @@ TEST_CASE("the checkpoint never runs ahead of the sink", "[tailer][checkpoint]")
     CHECK(errors.of(ErrorKind::sink).size() == 3);
 }
 
-TEST_CASE("commit_interval bounds checkpoint writes, and stop always commits", "[tailer][checkpoint]") {
+TEST_CASE("commit_interval bounds checkpoint writes, and stop always commits",
+          "[tailer][checkpoint]") {
     TempDir dir;
     auto options = checkpointed(dir);
     options.max_batch_lines = 2;
