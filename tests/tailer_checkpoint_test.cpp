@@ -133,7 +133,7 @@ TEST_CASE("a reused inode with other content is not mistaken for the saved file"
     CHECK(errors.of(ErrorKind::gap).size() == 1);
 
     // The same position with the right fingerprint resumes in the middle.
-    saved.fingerprint = Fingerprint{fingerprint_hash("brand new co"), 12};
+    saved.fingerprint = Fingerprint{fingerprint_hash("brand new content\n"), 18};
     saved.offset = 18;
     options.start = StartAt::position(saved);
     CHECK(run_once(options) == std::vector<std::string>{"second"});

@@ -332,7 +332,12 @@ class BatchingTailer {
 
     void update_fingerprint() {
         if (fingerprint_.bytes < max_fingerprint_bytes && consumed_offset_ > fingerprint_.bytes) {
-            fingerprint_ = detail::compute_fingerprint(follower_.file().fd(), consumed_offset_);
+            // A file that shrank meanwhile yields fewer bytes: keep the fingerprint of what
+            // was read rather than one of the new, shorter content.
+            const auto fresh = detail::compute_fingerprint(follower_.file().fd(), consumed_offset_);
+            if (fresh.bytes > fingerprint_.bytes) {
+                fingerprint_ = fresh;
+            }
         }
     }
 

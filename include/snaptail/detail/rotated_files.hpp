@@ -34,8 +34,14 @@ inline Fingerprint compute_fingerprint(int fd, std::uint64_t size) noexcept {
 }
 
 /// True when the file at `fd` is the one `saved` was taken in: same device and inode, and its
-/// first fingerprint.bytes bytes hash the same (a reused inode holds other bytes).
+/// first fingerprint.bytes bytes hash the same (a reused inode holds other bytes). A position
+/// whose fingerprint does not cover min(offset, max_fingerprint_bytes) bytes cannot vouch for
+/// its file (it was taken as the file shrank) and is not trusted.
 inline bool same_file(int fd, const Position& saved) noexcept {
+    const std::uint64_t expected = std::min<std::uint64_t>(saved.offset, max_fingerprint_bytes);
+    if (saved.fingerprint.bytes != expected) {
+        return false;
+    }
     struct stat st {};
     if (::fstat(fd, &st) != 0 || file_id(st) != saved.file ||
         static_cast<std::uint64_t>(st.st_size) < saved.fingerprint.bytes) {
