@@ -113,7 +113,7 @@ class BatchingTailer {
         }
         if (options_.parse_threads > 1) {
             if constexpr (std::copy_constructible<Parser>) {
-                pool_.emplace(options_.parse_threads, parser_);
+                pool_.emplace(options_.parse_threads - 1, parser_);
             } else {
                 throw InvalidOptions(fmt::format(
                     "snaptail: TailOptions::parse_threads = {}: parsing on several threads "

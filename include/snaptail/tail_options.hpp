@@ -91,9 +91,10 @@ struct TailOptions {
     std::size_t max_line_bytes{std::size_t{1} << 20};
     LongLinePolicy long_lines{LongLinePolicy::truncate};
 
-    /// Threads that parse each batch's lines in contiguous slices (1: parse on the reading
-    /// thread). More than 1 needs a copyable Parser: each worker parses with its own copy.
-    /// The sink still sees records in file order.
+    /// Threads that parse each batch's lines, in chunks, the tailer's own thread included
+    /// (1: it parses alone; n: n - 1 more are started, and the tailer's thread parses while it
+    /// waits for them). More than 1 needs a copyable Parser: each thread parses with its own
+    /// copy. The sink still sees records in file order.
     unsigned parse_threads{1};
 
     /// Bound on bytes read from the file but not yet delivered: the reader's whole buffer.
