@@ -98,6 +98,10 @@ TEST_CASE("model: random operation sequences deliver what the model says", "[tai
         summary.sequences, summary.operations, settings.jobs, summary.failed.size(),
         seconds_since(start));
     std::fflush(stdout);
+    if (!settings.unbounded) {
+        CHECK(summary.sequences == settings.sequences);  // every sequence ran to its end
+    }
+    CHECK(summary.failed.empty());
     for (std::size_t i = 0; i < summary.failed.size(); ++i) {
         const auto& f = summary.failed[i];
         if (i < reported_in_full) {
