@@ -77,7 +77,7 @@ Config parse(int argc, char** argv) {
 
 // Checks the follower's output stream: "seq=<n> ..." with n = 1, 2, 3, ... exactly.
 class Verifier {
-public:
+  public:
     void feed(std::string_view bytes) {
         partial_.append(bytes);
         std::size_t start = 0;
@@ -90,7 +90,7 @@ public:
     std::uint64_t lines() const { return next_ - 1; }
     std::uint64_t errors() const { return errors_; }
 
-private:
+  private:
     void check(std::string_view line) {
         std::uint64_t seq = 0;
         if (line.starts_with("seq=")) {
@@ -98,8 +98,7 @@ private:
         }
         if (seq != next_) {
             if (errors_++ < 10) {
-                fmt::print(stderr, "soak: expected seq={}, got '{}'\n", next_,
-                           line.substr(0, 60));
+                fmt::print(stderr, "soak: expected seq={}, got '{}'\n", next_, line.substr(0, 60));
             }
             next_ = seq + 1;
             return;
@@ -134,8 +133,9 @@ int main(int argc, char** argv) {
     if (::pipe(out) != 0) {
         return 1;
     }
-    std::vector<std::string> args{c.follow, "--checkpoint", checkpoint.string(), "--stats",
-                                  "--rotate-wait-ms", "200", log.string()};
+    std::vector<std::string> args{c.follow,    "--checkpoint",     checkpoint.string(),
+                                  "--stats",   "--rotate-wait-ms", "200",
+                                  log.string()};
     std::vector<char*> argv_child;
     for (auto& a : args) {
         argv_child.push_back(a.data());
@@ -210,14 +210,14 @@ int main(int argc, char** argv) {
             file_bytes = 0;
         }
         while (clock_type::now() < next) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                next - clock_type::now());
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_type::now());
             drain(static_cast<int>(std::max<long>(left.count(), 0)));
         }
         if (seq - last_report >= static_cast<std::uint64_t>(c.rate) * 60) {
             last_report = seq;
-            fmt::print(stderr, "soak: {:.0f} s, {} written, {} verified, {} rotations\n",
-                       elapsed, seq, verifier.lines(), rotations);
+            fmt::print(stderr, "soak: {:.0f} s, {} written, {} verified, {} rotations\n", elapsed,
+                       seq, verifier.lines(), rotations);
         }
     }
     ::close(fd);
@@ -243,11 +243,12 @@ int main(int argc, char** argv) {
                     WEXITSTATUS(status) == 0;
     fmt::print("soak: {:.0f} s at {} lines/s, rotation every {} MiB\n", c.seconds, c.rate,
                c.rotate_mib);
-    fmt::print("| lines written | lines delivered | out of order/lost | rotations | peak RSS | "
-               "CPU |\n|---|---|---|---|---|---|\n");
-    fmt::print("| {} | {} | {} | {} | {:.1f} MiB | {:.2f}% ({:.1f} s) |\n", seq,
-               verifier.lines(), verifier.errors(), rotations,
-               static_cast<double>(usage.ru_maxrss) / 1024.0, 100.0 * cpu / wall, cpu);
+    fmt::print(
+        "| lines written | lines delivered | out of order/lost | rotations | peak RSS | "
+        "CPU |\n|---|---|---|---|---|---|\n");
+    fmt::print("| {} | {} | {} | {} | {:.1f} MiB | {:.2f}% ({:.1f} s) |\n", seq, verifier.lines(),
+               verifier.errors(), rotations, static_cast<double>(usage.ru_maxrss) / 1024.0,
+               100.0 * cpu / wall, cpu);
     fmt::print("follower stats: {}\n", stats_line);
     fmt::print("verdict: {}\n", ok ? "every line delivered once, in order" : "FAILED");
     std::error_code ignored;
