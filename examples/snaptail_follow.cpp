@@ -2,6 +2,8 @@
 // in file order, following rotation and truncation.
 #include <snaptail/batching_tailer.hpp>
 
+#include "example_cli.hpp"
+
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
@@ -20,6 +22,10 @@
 #include <thread>
 
 namespace {
+
+using snaptail::examples::parse_number;
+using snaptail::examples::usage_error;
+using snaptail::examples::write_all;
 
 constexpr std::string_view usage = R"(usage: snaptail-follow [options] PATH
 Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.
@@ -50,21 +56,6 @@ struct Config {
     bool show_batches{false};
     bool print_stats{false};
 };
-
-[[noreturn]] void usage_error(std::string_view message) {
-    fmt::print(stderr, "snaptail-follow: {}\n{}", message, usage);
-    std::exit(2);
-}
-
-template <class Int>
-Int parse_number(std::string_view flag, std::string_view text) {
-    Int value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size()) {
-        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
-    }
-    return value;
-}
 
 Config parse_args(int argc, char** argv) {
     Config config;
@@ -142,20 +133,6 @@ Config parse_args(int argc, char** argv) {
     return config;
 }
 
-// Writes all of `data` to stdout; a batch counts as delivered only once this returns.
-void write_all(std::string_view data) {
-    while (!data.empty()) {
-        const ssize_t n = ::write(STDOUT_FILENO, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw std::system_error(errno, std::generic_category(), "write to stdout");
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
-
 std::string stats_json(const snaptail::TailerStats& s) {
     return fmt::format(
         R"({{"lines":{},"bytes":{},"records":{},"filtered":{},"parse_errors":{},"long_lines":{},)"
@@ -172,6 +149,7 @@ std::string stats_json(const snaptail::TailerStats& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    snaptail::examples::usage = {"snaptail-follow", usage};
     Config config = parse_args(argc, argv);
 
     // SIGINT and SIGTERM are taken by a thread with sigwait, which may request stop safely;
@@ -197,7 +175,8 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_for(config.sink_delay);
         }
         try {
-            write_all(out);
+            // The batch counts as delivered only once its bytes are written.
+            write_all(STDOUT_FILENO, out, "write to stdout");
         } catch (const std::system_error& e) {
             // stdout is gone (a closed pipe): nothing will ever take these lines.
             fmt::print(stderr, "snaptail-follow: {}; stopping\n", e.what());

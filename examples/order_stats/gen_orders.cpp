@@ -1,6 +1,8 @@
 // gen_orders: writes an exchange node's order-status log, one JSON object per line (~280
 // bytes), the same bytes for the same seed: as fast as it can up to a size or line count, or at
 // a steady rate, optionally with malformed lines and lines of another kind mixed in.
+#include "../example_cli.hpp"
+
 #include <fcntl.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -25,6 +27,9 @@
 
 namespace {
 
+using snaptail::examples::usage_error;
+using snaptail::examples::write_all;
+
 constexpr std::string_view usage = R"(usage: gen_orders [options] [PATH]
 Appends an order-status log to PATH (created if missing), or writes it to stdout if PATH is
 '-' or missing: one JSON object per line, the same bytes for the same seed and options.
@@ -41,11 +46,6 @@ Appends an order-status log to PATH (created if missing), or writes it to stdout
   -h, --help       this text
 Without --rate, one of --bytes or --lines is required.
 )";
-
-[[noreturn]] void usage_error(std::string_view message) {
-    fmt::print(stderr, "gen_orders: {}\n{}", message, usage);
-    std::exit(2);
-}
 
 std::uint64_t parse_count(std::string_view flag, std::string_view text, bool allow_suffix) {
     std::uint64_t value = 0;
@@ -365,22 +365,10 @@ class Generator {
     std::uint64_t other_lines_{0};
 };
 
-void write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        const ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw std::system_error(errno, std::generic_category(), "write");
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+    snaptail::examples::usage = {"gen_orders", usage};
     const Config config = parse_args(argc, argv);
     int fd = STDOUT_FILENO;
     if (config.path != "-") {
@@ -401,7 +389,7 @@ int main(int argc, char** argv) {
         return (config.bytes && bytes >= *config.bytes) || (config.lines && lines >= *config.lines);
     };
     auto flush = [&] {
-        write_all(fd, out);
+        write_all(fd, out, "write");
         out.clear();
     };
     auto emit = [&](double time_ms) {

@@ -5,6 +5,8 @@
 
 #include <snaptail/batching_tailer.hpp>
 
+#include "../example_cli.hpp"
+
 #include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,6 +40,9 @@
 
 namespace {
 
+using snaptail::examples::parse_number;
+using snaptail::examples::usage_error;
+
 using order_stats::OrderParser;
 using order_stats::OrderRecord;
 using order_stats::Status;
@@ -67,21 +72,6 @@ struct Config {
     bool quiet{false};
     bool json{false};
 };
-
-[[noreturn]] void usage_error(std::string_view message) {
-    fmt::print(stderr, "order_stats: {}\n{}", message, usage);
-    std::exit(2);
-}
-
-template <class Int>
-Int parse_number(std::string_view flag, std::string_view text) {
-    Int value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size()) {
-        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
-    }
-    return value;
-}
 
 Config parse_args(int argc, char** argv) {
     Config config;
@@ -501,6 +491,7 @@ int follow(const Config& config, Parser parser) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    snaptail::examples::usage = {"order_stats", usage};
     const Config config = parse_args(argc, argv);
     if (config.no_parse) {
         return follow(config, LineLengthParser{});

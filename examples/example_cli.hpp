@@ -1,0 +1,53 @@
+// What the example programs share: usage errors, number arguments, and writing all bytes.
+#pragma once
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <string_view>
+#include <system_error>
+
+namespace snaptail::examples {
+
+/// The program's name and usage text, set once at the start of main.
+struct Usage {
+    std::string_view program;
+    std::string_view text;
+};
+inline Usage usage;
+
+/// Bad usage: the message, the usage text, exit status 2.
+[[noreturn]] inline void usage_error(std::string_view message) {
+    fmt::print(stderr, "{}: {}\n{}", usage.program, message, usage.text);
+    std::exit(2);
+}
+
+/// `text` as a non-negative integer for `flag`, or a usage error.
+template <class Int>
+Int parse_number(std::string_view flag, std::string_view text) {
+    Int value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
+    }
+    return value;
+}
+
+/// Writes all of `data` to `fd`, retrying short writes; throws std::system_error on failure.
+inline void write_all(int fd, std::string_view data, const char* what) {
+    while (!data.empty()) {
+        const ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::system_error(errno, std::generic_category(), what);
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+}
+
+}  // namespace snaptail::examples
