@@ -41,7 +41,8 @@ Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in fi
   --poll-ms N               poll interval, and inotify's guard check (default 250)
   --rotate-wait-ms N        read a rotated file for late writes this long (default 1000)
   --no-inotify              poll instead of using inotify
-  --checkpoint FILE         resume from FILE if it is valid for PATH; commit positions to it
+  --checkpoint FILE         resume from FILE if it is valid for PATH (otherwise it is reported
+                            and --from-* decide); commit positions to it
   --commit-interval-ms N    write the checkpoint at most every N ms (default 0: every batch)
   --sink-delay-ms N         sleep N ms per batch (a slow consumer)
   --idle-exit-ms N          exit 0 once all read lines are out and nothing came for N ms
@@ -106,6 +107,8 @@ Config parse_args(int argc, char** argv) {
             o.rotate_wait = ms();
         } else if (arg == "--checkpoint") {
             o.checkpoint_path = std::string(value());
+            // A checkpoint that is not valid for PATH is reported, and --from-* decide.
+            o.corrupt_checkpoint = snaptail::CorruptCheckpoint::use_start;
         } else if (arg == "--commit-interval-ms") {
             o.commit_interval = ms();
         } else if (arg == "--no-inotify") {

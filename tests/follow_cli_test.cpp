@@ -163,6 +163,37 @@ TEST_CASE("snaptail-follow --stats prints the final counters as one JSON object"
     CHECK_THAT(err, Catch::Matchers::EndsWith("}\n"));
 }
 
+TEST_CASE("snaptail-follow --checkpoint: a valid checkpoint decides, an invalid one is reported",
+          "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const auto checkpoint = dir / "app.ck";
+    append(path, "a\nb\n");
+    {
+        Follow first(dir,
+                     {"--idle-exit-ms", "100", "--checkpoint", checkpoint.string(), path.string()});
+        CHECK(first.wait() == 0);
+        CHECK(first.out() == "a\nb\n");
+    }
+    append(path, "c\n");
+    {
+        Follow resumed(dir, {"--idle-exit-ms", "100", "--checkpoint", checkpoint.string(),
+                             "--from-beginning", path.string()});
+        CHECK(resumed.wait() == 0);
+        CHECK(resumed.out() == "c\n");  // the checkpoint decided, not --from-beginning
+    }
+    append(checkpoint, "garbage after the end\n");
+    append(path, "d\n");
+    {
+        Follow fallback(dir, {"--idle-exit-ms", "100", "--checkpoint", checkpoint.string(),
+                              "--from-end", path.string()});
+        CHECK(fallback.wait() == 0);
+        CHECK(fallback.out().empty());  // --from-end decided: nothing new after the start
+        CHECK_THAT(fallback.err(), has_substring(checkpoint.string()));
+        CHECK_THAT(fallback.err(), has_substring("after the closing 'end'"));
+    }
+}
+
 #else
 
 TEST_CASE("snaptail-follow tests need the examples", "[follow]") {
