@@ -661,14 +661,13 @@ class BatchingTailer {
             deliver_job(job);
             return;
         }
-        if (inflight_ != nullptr) {
-            pool_->wait(*inflight_, parser_);
-        }
+        // Queued behind the batch in flight: the threads flow on to it while this thread
+        // finishes the previous batch and hands it to the sink.
         pool_->submit(job);
-        auto* previous = inflight_;
-        inflight_ = &job;
+        auto* previous = std::exchange(inflight_, &job);
         framing_index_ ^= 1;
         if (previous != nullptr) {
+            pool_->wait(*previous, parser_);
             deliver_job(*previous);
         }
     }

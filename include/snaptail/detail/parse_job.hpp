@@ -97,6 +97,7 @@ struct ParseJob {
     std::size_t chunk_lines{0};  // lines per chunk (the last may have fewer)
     std::atomic<std::size_t> next_chunk{0};  // the next chunk a thread may take
     std::atomic<std::size_t> pending{0};     // chunks not parsed yet
+    std::size_t active{0};  // workers holding this job (guarded by the pool's mutex)
 
     bool empty() const noexcept { return lines.empty(); }
 
@@ -129,11 +130,12 @@ struct ParseJob {
     }
 };
 
-/// Threads that parse one job at a time. A job is cut into chunks that the workers, and the
-/// tailer's thread while it waits, take in turn: nobody idles while lines remain, and a slow
-/// chunk does not hold up the others. Each thread parses with its own copy of the parser.
-/// submit() and wait() belong to one thread (the tailer's); the workers are joined on
-/// destruction.
+/// Threads that parse jobs in chunks. Jobs queue in submission order; workers take chunks of
+/// the oldest job and move on to the next as soon as its chunks are all taken, so a new batch
+/// can be submitted before the previous one is finished and nobody idles between batches.
+/// The tailer's thread parses chunks of a job too while it waits for it. Each thread parses
+/// with its own copy of the parser. submit() and wait() belong to one thread (the tailer's);
+/// the workers are joined on destruction.
 template <class Parser, class R>
 class ParsePool {
   public:
@@ -155,27 +157,27 @@ class ParsePool {
         }
         {
             std::lock_guard lock(mutex_);
-            ++generation_;
+            stopping_ = true;
         }
         start_.notify_all();
     }  // jthreads join here
 
     std::size_t threads() const noexcept { return thread_count_; }
 
-    /// Starts parsing `job`. Never blocks beyond the lock. The job must stay alive and
-    /// untouched until wait(job) returns.
+    /// Queues `job` for parsing. Never blocks beyond the lock; allocates only while the queue
+    /// grows. The job must stay alive and untouched until wait(job) returns.
     void submit(ParseJob<R>& job) {
         const std::size_t n = job.lines.size();
         const std::size_t chunks = std::max<std::size_t>(
-            1, std::min(n / min_chunk_lines, thread_count_ * chunks_per_thread));
+            1, std::min(n / min_chunk_lines, (thread_count_ + 1) * chunks_per_thread));
         job.chunk_lines = (n + chunks - 1) / chunks;
         job.slices.resize(chunks);
         job.next_chunk.store(0, std::memory_order_relaxed);
         job.pending.store(chunks, std::memory_order_relaxed);
         {
             std::lock_guard lock(mutex_);
-            job_ = &job;
-            ++generation_;
+            job.active = 0;
+            queue_.push_back(&job);
         }
         start_.notify_all();
     }
@@ -189,17 +191,25 @@ class ParsePool {
             // Done when every chunk is parsed and no worker still holds the job: after this,
             // the job may be cleared and refilled without a late worker touching it.
             std::unique_lock lock(mutex_);
+            retire_locked(job);
             done_.wait(lock, [&] {
-                return job.pending.load(std::memory_order_acquire) == 0 && active_ == 0;
+                return job.pending.load(std::memory_order_acquire) == 0 && job.active == 0;
             });
-            job_ = nullptr;
         }
         job.merge();
     }
 
   private:
-    static constexpr std::size_t chunks_per_thread = 4;
-    static constexpr std::size_t min_chunk_lines = 64;
+    static constexpr std::size_t chunks_per_thread = 8;
+    static constexpr std::size_t min_chunk_lines = 32;
+
+    // Takes `job` off the queue once all its chunks are taken: nobody new may pick it up.
+    void retire_locked(ParseJob<R>& job) {
+        const auto it = std::find(queue_.begin(), queue_.end(), &job);
+        if (it != queue_.end()) {
+            queue_.erase(it);
+        }
+    }
 
     // Parses the next untaken chunk, if any; false when none is left.
     bool take_chunk(ParseJob<R>& job, Parser& parser) {
@@ -219,26 +229,22 @@ class ParsePool {
     }
 
     void work(unsigned index, std::stop_token stop) {
-        std::uint64_t seen = 0;
         for (;;) {
             ParseJob<R>* job = nullptr;
             {
                 std::unique_lock lock(mutex_);
-                start_.wait(lock, [&] { return generation_ != seen || stop.stop_requested(); });
-                if (stop.stop_requested()) {
+                start_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+                if (stopping_ || stop.stop_requested()) {
                     return;
                 }
-                seen = generation_;
-                job = job_;
-                if (job == nullptr) {
-                    continue;  // finished before this worker woke
-                }
-                ++active_;
+                job = queue_.front();
+                ++job->active;
             }
             while (take_chunk(*job, parsers_[index])) {
             }
             std::lock_guard lock(mutex_);
-            --active_;
+            retire_locked(*job);  // all its chunks are taken: the next job is at the front
+            --job->active;
             done_.notify_one();
         }
     }
@@ -248,9 +254,8 @@ class ParsePool {
     std::mutex mutex_;
     std::condition_variable start_;
     std::condition_variable done_;
-    std::uint64_t generation_{0};
-    ParseJob<R>* job_{nullptr};          // the job being parsed, until wait() has seen it through
-    std::size_t active_{0};              // workers holding job_
+    std::vector<ParseJob<R>*> queue_;  // jobs with chunks left to take, oldest first
+    bool stopping_{false};
     std::vector<std::jthread> workers_;  // last: stopped and joined first
 };
 
