@@ -10,6 +10,8 @@
 // scenario runs in a forked child, so that its peak RSS and CPU time are its own.
 #include <snaptail/batching_tailer.hpp>
 
+#include "../examples/example_cli.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -48,6 +50,9 @@ extern char** environ;
 
 namespace {
 
+using snaptail::examples::option_value;
+using snaptail::examples::print_help;
+using snaptail::examples::usage_error;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -80,25 +85,14 @@ struct Config {
     double live_lines_per_second{1'000};
 };
 
-[[noreturn]] void usage_error(std::string_view message) {
-    fmt::print(stderr, "bench_tailer: {}\n{}", message, usage_text);
-    std::exit(2);
-}
-
 Config parse_args(int argc, char** argv) {
     Config config;
     std::optional<std::uint64_t> size_mib;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) {
-                usage_error(fmt::format("{} needs a value", arg));
-            }
-            return argv[++i];
-        };
+        auto value = [&] { return option_value(i, argc, argv); };
         if (arg == "-h" || arg == "--help") {
-            fmt::print("{}", usage_text);
-            std::exit(0);
+            print_help();
         } else if (arg == "--quick") {
             config.quick = true;
         } else if (arg == "--size-mib") {
@@ -907,6 +901,7 @@ std::string micros(std::int64_t ns) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    snaptail::examples::usage = {"bench_tailer", usage_text};
     const Config config = parse_args(argc, argv);
     bool broken = false;
     try {

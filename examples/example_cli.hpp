@@ -25,6 +25,20 @@ inline Usage usage;
     std::exit(2);
 }
 
+/// The value after option argv[i], advancing i past it; a usage error when there is none.
+inline std::string_view option_value(int& i, int argc, char** argv) {
+    if (i + 1 >= argc) {
+        usage_error(fmt::format("{} needs a value", argv[i]));
+    }
+    return argv[++i];
+}
+
+/// -h, --help: the usage text on stdout, exit status 0.
+[[noreturn]] inline void print_help() {
+    fmt::print("{}", usage.text);
+    std::exit(0);
+}
+
 /// `text` as a non-negative integer for `flag`, or a usage error.
 template <class Int>
 Int parse_number(std::string_view flag, std::string_view text) {

@@ -23,7 +23,9 @@
 
 namespace {
 
+using snaptail::examples::option_value;
 using snaptail::examples::parse_number;
+using snaptail::examples::print_help;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
 
@@ -64,17 +66,11 @@ Config parse_args(int argc, char** argv) {
     std::optional<std::string> path;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) {
-                usage_error(fmt::format("{} needs a value", arg));
-            }
-            return argv[++i];
-        };
+        auto value = [&] { return option_value(i, argc, argv); };
         auto ms = [&] { return std::chrono::milliseconds(parse_number<unsigned>(arg, value())); };
         auto bytes = [&] { return parse_number<std::size_t>(arg, value()); };
         if (arg == "-h" || arg == "--help") {
-            fmt::print("{}", usage);
-            std::exit(0);
+            print_help();
         } else if (arg == "--from-beginning") {
             o.start = snaptail::StartAt::beginning;
         } else if (arg == "--from-end") {

@@ -27,6 +27,8 @@
 
 namespace {
 
+using snaptail::examples::option_value;
+using snaptail::examples::print_help;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
 
@@ -86,15 +88,9 @@ Config parse_args(int argc, char** argv) {
     bool have_path = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) {
-                usage_error(fmt::format("{} needs a value", arg));
-            }
-            return argv[++i];
-        };
+        auto value = [&] { return option_value(i, argc, argv); };
         if (arg == "-h" || arg == "--help") {
-            fmt::print("{}", usage);
-            std::exit(0);
+            print_help();
         } else if (arg == "--bytes") {
             config.bytes = parse_count(arg, value(), true);
         } else if (arg == "--lines") {
