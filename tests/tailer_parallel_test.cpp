@@ -5,9 +5,15 @@
 
 #include <snaptail/batching_tailer.hpp>
 
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 using namespace snaptail;
 using namespace snaptail::test;
@@ -134,4 +140,83 @@ TEST_CASE("parse_threads > 1 with a parser that cannot be copied is rejected",
     options.parse_threads = 1;
     CHECK_NOTHROW(
         BatchingTailer<MoveOnlyParser>(options, MoveOnlyParser{}, [](Batch<std::string_view>&) {}));
+}
+
+namespace {
+
+// Reads the last byte of the padding the tailer promises after every line, so that a line
+// whose padding left the buffer would show under AddressSanitizer.
+struct PaddingToucher {
+    std::string_view parse(std::string_view line) const {
+        const volatile char* last = line.data() + line.size() + line_padding - 1;
+        static_cast<void>(*last);
+        return line;
+    }
+};
+
+}  // namespace
+
+// With parse threads, reading goes on below the batch in flight once the buffer wraps. A small
+// buffer and batches of very different sizes make it wrap again and again, and make the next
+// batch sometimes outgrow the room below (the batch above is then delivered first): every line
+// must still arrive intact, in order, and the buffer must never hold more than read_ahead_bytes.
+TEST_CASE("parallel parsing through a small wrapping buffer keeps every line intact",
+          "[tailer][parallel]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    // Runs of 40 short lines and runs of 40 long lines (6-8 KiB) in a pseudo-random order: with
+    // 40-line batches, a batch of ~280 KiB often follows one of ~2 KiB.
+    std::vector<std::string> expected;
+    std::uint32_t state = 12345;
+    for (unsigned i = 1; i <= 4'000; ++i) {
+        state = state * 1664525u + 1013904223u;
+        const bool long_run = ((i / 40) * 2654435761u >> 9) % 2 == 0;
+        const std::size_t length = long_run ? 6000 + (state >> 8) % 2000 : (state >> 8) % 120;
+        expected.push_back(
+            fmt::format("{:05} {}", i, std::string(length, static_cast<char>('a' + i % 26))));
+    }
+    const auto half = static_cast<std::ptrdiff_t>(expected.size() / 2);
+    append(path, text_of(std::vector(expected.begin(), expected.begin() + half)));
+    for (unsigned threads : {2u, 3u}) {
+        DYNAMIC_SECTION("parse_threads=" << threads) {
+            auto options = quick_options(path);
+            options.parse_threads = threads;
+            options.read_ahead_bytes = 512 << 10;
+            options.max_line_bytes = 8 << 10;
+            options.max_batch_lines = 40;
+            std::vector<std::string> got;
+            std::mutex got_mutex;
+            BatchingTailer<PaddingToucher> tailer(options, PaddingToucher{},
+                                                  [&](Batch<std::string_view>& batch) {
+                                                      std::lock_guard lock(got_mutex);
+                                                      for (auto line : batch.records()) {
+                                                          got.emplace_back(line);
+                                                      }
+                                                  });
+            const auto rest = text_of(std::vector(expected.begin() + half, expected.end()));
+            if (threads == 3) {  // this one finds the whole file at once
+                append(path, rest);
+            }
+            tailer.start();
+            if (threads == 2) {  // this one follows the second half as it is appended
+                append(path, rest);
+            }
+            REQUIRE(eventually([&] {
+                std::lock_guard lock(got_mutex);
+                return got.size() >= expected.size();
+            }));
+            tailer.stop();
+            // Lines this long are compared here rather than printed whole by Catch on failure.
+            CHECK(got.size() == expected.size());
+            const auto [differs, _] =
+                std::mismatch(got.begin(), got.end(), expected.begin(), expected.end());
+            const auto at = static_cast<std::size_t>(differs - got.begin());
+            INFO("first difference: line "
+                 << at + 1 << ": got '" << got[std::min(at, got.size() - 1)].substr(0, 80)
+                 << "', expected '" << expected[std::min(at, expected.size() - 1)].substr(0, 80)
+                 << "'");
+            CHECK(differs == got.end());
+            CHECK(tailer.stats().read_ahead_high_water <= options.read_ahead_bytes);
+        }
+    }
 }

@@ -52,8 +52,8 @@ struct record_or_void<P> {
 // Reads are large so that syscalls stay rare, and small enough that a chunk is framed while
 // it is still in cache.
 inline constexpr std::size_t read_chunk_bytes = std::size_t{256} << 10;
-// Past this far into the buffer, framing pauses after a delivered batch so that the rest is
-// compacted to the front.
+// Past this far into the buffer, framing pauses after a cut so that the rest moves to the
+// front: a small working set stays in cache.
 inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
 
 }  // namespace detail
@@ -470,7 +470,7 @@ class BatchingTailer {
             case detail::PathChange::none: {
                 const long long size = file.size();
                 if (size >= 0) {
-                    const auto delivered = base_offset_ + hold_;
+                    const auto delivered = delivered_offset_;
                     const auto usize = static_cast<std::uint64_t>(size);
                     stats_.lag = usize > delivered ? usize - delivered : 0;
                 }
@@ -520,13 +520,15 @@ class BatchingTailer {
 
     bool read_and_frame() {
         if (std::exchange(framing_paused_, false)) {
-            make_room();  // moves the unframed rest, still in cache, to the front
+            if (!wrap()) {
+                make_room();  // moves the unframed rest, still in cache, to the front
+            }
             frame();
             return true;
         }
         make_room();
         auto& file = follower_.file();
-        const std::size_t room = options_.read_ahead_bytes - end_;
+        const std::size_t room = read_limit() - end_;
         const long n = file.read(buffer_.get() + end_, std::min(room, detail::read_chunk_bytes));
         if (n < 0) {
             ++stats_.io_errors;
@@ -539,7 +541,7 @@ class BatchingTailer {
         }
         end_ += static_cast<std::size_t>(n);
         stats_.bytes += static_cast<std::uint64_t>(n);
-        stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, end_ - hold_);
+        stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, pending_bytes());
         frame();
         return true;
     }
@@ -561,7 +563,10 @@ class BatchingTailer {
     // Lines and records view the buffer, so it is compacted only when no batch is pending;
     // when it is full, the pending batches go out first (this is the backpressure).
     void make_room() {
-        const std::size_t room = options_.read_ahead_bytes - end_;
+        if (high_job_ != nullptr && read_limit() - end_ < detail::read_chunk_bytes / 4) {
+            deliver_inflight();  // it is the wrapped-over batch: the buffer above is free again
+        }
+        const std::size_t room = read_limit() - end_;
         const bool pending = !framing().empty() || inflight_ != nullptr;
         if (pending && room >= detail::read_chunk_bytes / 4) {
             return;
@@ -578,7 +583,41 @@ class BatchingTailer {
         }
     }
 
+    // With parse threads, the batch in flight holds its part of the buffer while the next is
+    // read, so the buffer cannot be compacted; instead, once a batch is cut far enough in, the
+    // unframed rest moves to the front and reading goes on there, below the batch in flight,
+    // so that the buffer's working set stays small (in cache) rather than the whole read-ahead.
+    bool wrap() {
+        if (!pool_ || inflight_ == nullptr || !framing().empty() || high_job_ != nullptr) {
+            return false;
+        }
+        const std::size_t rest = end_ - scan_;
+        const std::size_t batch = scan_ - hold_;
+        if (hold_ < rest + batch + wrap_reserve_) {
+            return false;
+        }
+        std::memmove(buffer_.get(), buffer_.get() + scan_, rest);
+        high_job_ = inflight_;
+        high_begin_ = hold_;
+        high_end_ = scan_;
+        inflight_->hold = 0;
+        base_offset_ += scan_;
+        end_ = rest;
+        scan_ = 0;
+        hold_ = 0;
+        return true;
+    }
+
+    std::size_t read_limit() const noexcept {
+        return high_job_ != nullptr ? high_begin_ : options_.read_ahead_bytes;
+    }
+
+    std::size_t pending_bytes() const noexcept {
+        return end_ - hold_ + (high_job_ != nullptr ? high_end_ - high_begin_ : 0);
+    }
+
     void reset_buffer(std::uint64_t file_offset) {
+        high_job_ = nullptr;
         framing_paused_ = false;
         base_offset_ = file_offset;
         hold_ = scan_ = end_ = 0;
@@ -589,9 +628,10 @@ class BatchingTailer {
 
     // --- parse and batch ---------------------------------------------------------------
 
-    // Returns true to pause framing: a batch was just delivered far into the buffer, so the
-    // rest is better moved to the front (still in cache) than read after it; walking the
-    // whole read-ahead buffer would cost cache misses on every read.
+    // Returns true to pause framing: a batch was just cut far into the buffer, so the rest is
+    // better moved to the front (still in cache) than read after it (compacted, or wrapped
+    // below the batch in flight); walking the whole read-ahead buffer would cost cache misses
+    // on every read.
     bool on_line(const FramedLine& line) {
         const std::uint64_t line_number = lines_done_ + 1;
         consumed_offset_ = base_offset_ + feed_base_ + line.end;
@@ -623,7 +663,7 @@ class BatchingTailer {
             framing().bytes >= options_.max_batch_bytes) {
             const std::size_t at = feed_base_ + line.end;
             cut(at);
-            if (!pool_ && at >= compact_after_) {
+            if (at >= compact_after_) {
                 framing_paused_ = true;
                 return true;
             }
@@ -726,6 +766,9 @@ class BatchingTailer {
 
     void release(detail::ParseJob<record_type>& job) {
         hold_ = job.hold;
+        if (&job == high_job_) {
+            high_job_ = nullptr;
+        }
         job.clear();
         if (!position_frozen_) {
             delivered_offset_ = job.end.offset;
@@ -841,7 +884,7 @@ class BatchingTailer {
         stats_.file_open = follower_.file().is_open();
         stats_.waiting_for_path = !stats_.file_open && path_missing_;
         stats_.offset = delivered_offset_;
-        stats_.pending_bytes = end_ - hold_;
+        stats_.pending_bytes = pending_bytes();
         std::lock_guard lock(stats_mutex_);
         std::string file = std::move(shared_stats_.current_file);
         shared_stats_ = stats_;
@@ -882,9 +925,15 @@ class BatchingTailer {
     unsigned framing_index_{0};
     detail::ParseJob<record_type>* inflight_{nullptr};
     bool framing_paused_{false};
+    const detail::ParseJob<record_type>* high_job_{nullptr};  // in flight above a wrap
+    std::size_t high_begin_{0};                               // the buffer it holds
+    std::size_t high_end_{0};
     bool position_frozen_{false};  // a batch went undelivered at stop: commit nothing after it
     const std::size_t compact_after_{
         std::min(options_.read_ahead_bytes / 2, detail::compact_after_bytes)};
+    // Room for reads to go on below a wrapped-over batch (scaled down for small buffers).
+    const std::size_t wrap_reserve_{
+        std::min(options_.read_ahead_bytes / 8, detail::read_chunk_bytes)};
     std::optional<detail::ParsePool<Parser, record_type>> pool_;
     clock::time_point next_open_{};
     clock::time_point last_input_{};
