@@ -59,6 +59,7 @@ Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary
   --parse-threads N   threads that parse each batch (default 1: the reading thread)
   --from-end          skip the lines already in the file (default: read them all first)
   --idle-exit-ms N    exit once everything read is counted and nothing came for N ms
+  --linger-ms N       deliver a batch once its first line has waited N ms (default 20)
   --strict            validate every line as JSON in full (default: only the fields used;
                       the others are skipped with their brackets and quotes balanced)
   --no-parse          no JSON: each line's record is its length (measures the tailer alone)
@@ -90,6 +91,8 @@ Config parse_args(int argc, char** argv) {
             o.start = snaptail::StartAt::end;
         } else if (arg == "--idle-exit-ms") {
             o.idle_exit = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
+        } else if (arg == "--linger-ms") {
+            o.linger = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
         } else if (arg == "--strict") {
             config.strict = true;
         } else if (arg == "--no-parse") {
