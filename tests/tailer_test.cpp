@@ -354,6 +354,42 @@ TEST_CASE("polling without inotify follows appends", "[tailer]") {
     CHECK(got.lines() == concat(numbered("a", 1, 5), numbered("b", 1, 5)));
 }
 
+// Skipped lines leave nothing to deliver, so no batch carries the position past them: when they
+// come after the last delivered batch, the position must still move once nothing more comes
+// (the next read releases them), or the checkpoint stays before them and idle_exit never fires.
+TEST_CASE("skipped long lines at the end of the file move the position and let idle_exit end",
+          "[tailer]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string head = "a\nb\n";
+    const std::string tail = std::string(100, 'x') + "\n" + std::string(50, 'y') + "\n";
+    auto options = quick_options(path);
+    options.max_line_bytes = 16;
+    options.long_lines = LongLinePolicy::skip;
+    options.idle_exit = 300ms;
+    options.checkpoint_path = dir / "app.checkpoint";
+    for (unsigned threads : {1u, 2u}) {
+        INFO("parse_threads=" << threads);
+        std::filesystem::remove(path);
+        std::filesystem::remove(*options.checkpoint_path);
+        append(path, head);
+        options.parse_threads = threads;
+        Collector got;
+        Tailer tailer(options, RawLineParser{}, got.sink());
+        tailer.start();
+        REQUIRE(got.wait_for_lines(2));
+        append(path, tail);  // well within idle_exit of the last input
+        const bool ended = eventually([&] { return !tailer.running(); });
+        tailer.stop();
+        CHECK(ended);
+        CHECK(got.lines() == std::vector<std::string>{"a", "b"});
+        const auto saved = CheckpointStore(*options.checkpoint_path).load();
+        REQUIRE(saved.has_value());
+        CHECK(saved->offset == head.size() + tail.size());
+        CHECK(saved->line == 4);
+    }
+}
+
 TEST_CASE("run() in the caller's thread returns after idle_exit once all is delivered",
           "[tailer]") {
     TempDir dir;

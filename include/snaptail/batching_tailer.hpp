@@ -527,6 +527,12 @@ class BatchingTailer {
             return true;
         }
         make_room();
+        if (inflight_ != nullptr && inflight_ != high_job_ &&
+            end_ < inflight_->hold + line_padding) {
+            // The read would land in the padding after the last line of the batch being
+            // parsed, which a parsing thread may be reading: let that batch finish first.
+            deliver_inflight();
+        }
         auto& file = follower_.file();
         const std::size_t room = read_limit() - end_;
         const long n = file.read(buffer_.get() + end_, std::min(room, detail::read_chunk_bytes));
