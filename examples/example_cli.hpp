@@ -1,4 +1,4 @@
-// What the example programs share: usage errors, number arguments, and writing all bytes.
+// What the example programs share: usage errors, number arguments, PATH, writing all bytes.
 #pragma once
 
 #include <fmt/format.h>
@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -31,6 +33,18 @@ inline std::string_view option_value(int& i, int argc, char** argv) {
         usage_error(fmt::format("{} needs a value", argv[i]));
     }
     return argv[++i];
+}
+
+/// An argument that is no known option: an unknown option is a usage error, anything else is
+/// the one PATH (a second PATH is a usage error too).
+inline void take_path(std::string_view arg, std::optional<std::string>& path) {
+    if (arg.starts_with("-") && arg != "-") {
+        usage_error(fmt::format("unknown option '{}'", arg));
+    }
+    if (path) {
+        usage_error(fmt::format("one PATH only, got '{}' and '{}'", *path, arg));
+    }
+    path = std::string(arg);
 }
 
 /// -h, --help: the usage text on stdout, exit status 0.

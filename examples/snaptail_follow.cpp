@@ -26,6 +26,7 @@ namespace {
 using snaptail::examples::option_value;
 using snaptail::examples::parse_number;
 using snaptail::examples::print_help;
+using snaptail::examples::take_path;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
 
@@ -117,12 +118,8 @@ Config parse_args(int argc, char** argv) {
             config.show_batches = true;
         } else if (arg == "--stats") {
             config.print_stats = true;
-        } else if (arg.starts_with("-") && arg != "-") {
-            usage_error(fmt::format("unknown option '{}'", arg));
-        } else if (path) {
-            usage_error(fmt::format("one PATH only, got '{}' and '{}'", *path, arg));
         } else {
-            path = std::string(arg);
+            take_path(arg, path);
         }
     }
     if (!path) {

@@ -29,6 +29,7 @@ namespace {
 
 using snaptail::examples::option_value;
 using snaptail::examples::print_help;
+using snaptail::examples::take_path;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
 
@@ -85,7 +86,7 @@ struct Config {
 
 Config parse_args(int argc, char** argv) {
     Config config;
-    bool have_path = false;
+    std::optional<std::string> path;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         auto value = [&] { return option_value(i, argc, argv); };
@@ -107,14 +108,12 @@ Config parse_args(int argc, char** argv) {
             config.other_every = parse_count(arg, value(), false);
         } else if (arg == "--first-seq") {
             config.first_seq = parse_count(arg, value(), false);
-        } else if (arg.starts_with("-") && arg != "-") {
-            usage_error(fmt::format("unknown option '{}'", arg));
-        } else if (have_path) {
-            usage_error(fmt::format("one PATH only, got '{}' and '{}'", config.path, arg));
         } else {
-            config.path = std::string(arg);
-            have_path = true;
+            take_path(arg, path);
         }
+    }
+    if (path) {
+        config.path = *path;
     }
     if (config.seconds && config.rate == 0) {
         usage_error("--seconds needs --rate");

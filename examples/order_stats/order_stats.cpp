@@ -43,6 +43,7 @@ namespace {
 using snaptail::examples::option_value;
 using snaptail::examples::parse_number;
 using snaptail::examples::print_help;
+using snaptail::examples::take_path;
 using snaptail::examples::usage_error;
 
 using order_stats::OrderParser;
@@ -101,12 +102,8 @@ Config parse_args(int argc, char** argv) {
             config.quiet = true;
         } else if (arg == "--json") {
             config.json = true;
-        } else if (arg.starts_with("-") && arg != "-") {
-            usage_error(fmt::format("unknown option '{}'", arg));
-        } else if (path) {
-            usage_error(fmt::format("one PATH only, got '{}' and '{}'", *path, arg));
         } else {
-            path = std::string(arg);
+            take_path(arg, path);
         }
     }
     if (!path) {
