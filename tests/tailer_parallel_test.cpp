@@ -5,7 +5,10 @@
 
 #include <snaptail/batching_tailer.hpp>
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -255,4 +258,47 @@ TEST_CASE("a read never lands in the padding of a line still being parsed", "[ta
                                           });
     tailer.run(std::stop_token{});
     CHECK(got == expected);
+}
+
+namespace {
+
+// Takes ~50 us per line, so that parsing a batch of one read's lines takes far longer than
+// reading the next one, even under a sanitizer.
+struct SlowParser {
+    std::string_view parse(std::string_view line) const {
+        const auto until = std::chrono::steady_clock::now() + 50us;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        return line;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("with parse threads a zero linger does not cut batches while one is being parsed",
+          "[tailer][parallel]") {
+    // Catching up with linger 0 used to cut a batch after every read (256 KiB), however busy
+    // the parsing threads were; a batch framed while the one before it is still being parsed
+    // cannot reach the sink any sooner, so it now grows up to the batch limits instead.
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const auto lines = numbered(std::string(200, 'x'), 1, 6'000);  // ~1.2 MiB
+    append(path, text_of(lines));
+    auto options = quick_options(path);
+    options.linger = 0ms;
+    options.parse_threads = 2;
+    options.idle_exit = 100ms;
+    std::vector<std::string> got;
+    std::vector<std::size_t> batch_bytes;
+    BatchingTailer<SlowParser> tailer(options, SlowParser{}, [&](Batch<std::string_view>& batch) {
+        for (const auto line : batch.records()) {
+            got.emplace_back(line);
+        }
+        batch_bytes.push_back(batch.bytes());
+    });
+    tailer.run(std::stop_token{});
+    CHECK(got == lines);
+    INFO("batch bytes: " << fmt::format("{}", fmt::join(batch_bytes, " ")));
+    CHECK(std::ranges::max(batch_bytes) > detail::read_chunk_bytes);
+    CHECK(std::ranges::max(batch_bytes) <= options.max_batch_bytes);
 }

@@ -226,7 +226,7 @@ class BatchingTailer {
             }
             if (follower_.file().is_open() && read_and_frame()) {
                 last_input_ = clock::now();
-                if (linger_expired(last_input_)) {
+                if (linger_expired(last_input_) && !parsing_inflight()) {
                     cut(scan_);
                 }
                 continue;
@@ -678,6 +678,13 @@ class BatchingTailer {
     }
 
     detail::ParseJob<record_type>& framing() noexcept { return jobs_[framing_index_]; }
+
+    // While the batch in flight is still being parsed, the one being framed could not reach
+    // the sink any sooner by being cut now, so on a busy pipeline it keeps growing (up to the
+    // batch limits) rather than going out in pieces of one read each, whatever the linger.
+    bool parsing_inflight() const noexcept {
+        return inflight_ != nullptr && inflight_->pending.load(std::memory_order_relaxed) != 0;
+    }
 
     bool linger_expired(clock::time_point now) noexcept {
         return !framing().empty() && now - framing().started >= options_.linger;

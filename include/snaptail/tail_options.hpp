@@ -84,7 +84,8 @@ struct TailOptions {
     /// ...or this many bytes of lines...
     std::size_t max_batch_bytes{std::size_t{1} << 20};
     /// ...or when its oldest complete line has waited this long (0: as soon as no more input is
-    /// ready).
+    /// ready). With parse_threads > 1, while the batch before it is still being parsed a batch
+    /// keeps growing up to the limits above: it could not reach the sink sooner anyway.
     std::chrono::milliseconds linger{20};
 
     /// Lines longer than this are handled by long_lines; memory for one line never exceeds it.
