@@ -321,12 +321,16 @@ def targets(rows, nproc):
     for p in rows:
         if p.kind != "snaptail" or not p.small_runs:
             continue
-        big = median(p.runs, "rss_mib")
-        small = median(p.small_runs, "rss_mib")
+        # The largest over the rounds: the claim is a bound on memory. How much of the
+        # read-ahead buffer a run touches depends on timing (with parse threads, reading gets
+        # ahead whenever parsing lags), so single runs vary by up to its size on any log.
+        big = max(r["rss_mib"] for r in p.runs)
+        small = max(r["rss_mib"] for r in p.small_runs)
         passed = passed and abs(big - small) <= RSS_TOLERANCE_MIB
         parts.append(f"{p.label.removeprefix('order_stats ')}: {big:.1f} vs {small:.1f}")
     out.append((f"peak RSS of the snaptail runs independent of the log's size "
-                f"(full log vs 1/8, MiB; within +-{RSS_TOLERANCE_MIB:g} MiB)",
+                f"(full log vs 1/8, largest of the rounds, MiB; within +-{RSS_TOLERANCE_MIB:g} "
+                f"MiB)",
                 "; ".join(parts), f"+-{RSS_TOLERANCE_MIB:g} MiB", passed))
     return out
 
