@@ -201,3 +201,31 @@ TEST_CASE("snaptail-follow tests need the examples", "[follow]") {
 }
 
 #endif
+
+TEST_CASE("snaptail-follow prints a few errors of a kind and the count of the rest", "[follow]") {
+    // The default error handler: a file of 200 overlong lines must not print 200 messages.
+    TempDir dir;
+    const auto path = dir / "app.log";
+    std::string content;
+    for (int i = 1; i <= 200; ++i) {
+        content += fmt::format("{:04}{}\n", i, std::string(60, 'x'));
+    }
+    append(path, content);
+    Follow follow(dir, {"--idle-exit-ms", "200", "--max-line-bytes", "16", "--long-lines", "skip",
+                        path.string()});
+    CHECK(follow.wait() == 0);
+    CHECK(follow.out().empty());
+    std::string expected;
+    for (int i = 1; i <= 10; ++i) {
+        expected += fmt::format(
+            "snaptail: long_line: {}: line {} at byte {}: line longer than max_line_bytes (16) "
+            "was skipped\n",
+            path.string(), i, (i - 1) * 65);
+    }
+    expected += fmt::format(
+        "snaptail: long_line: {}: more errors of this kind in the next 10000 ms are counted, "
+        "not printed\n"
+        "snaptail: long_line: {}: 190 more errors of this kind not printed\n",
+        path.string(), path.string());
+    CHECK(follow.err() == expected);
+}

@@ -73,7 +73,7 @@ inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
 /// parser drops or throws on are not among them). The sink runs on the tailer's thread; while
 /// it runs nothing more is read (with parse_threads > 1, the next batch is parsed meanwhile),
 /// so memory stays within read_ahead_bytes whatever the backlog. Faults go to the error
-/// handler; none stops the tailer.
+/// handler (by default a RateLimitedPrinter on stderr); none stops the tailer.
 template <class Parser>
 class BatchingTailer {
     static_assert(LineParser<Parser>,
@@ -93,11 +93,11 @@ class BatchingTailer {
     /// buffer and loads the checkpoint (throws CheckpointError when it is corrupt, unless
     /// corrupt_checkpoint says use_start). Starts nothing.
     BatchingTailer(TailOptions options, Parser parser, Sink sink,
-                   ErrorHandler on_error = print_error)
+                   ErrorHandler on_error = RateLimitedPrinter{})
         : options_((validate(options), std::move(options))),
           parser_(std::move(parser)),
           sink_(std::move(sink)),
-          on_error_(on_error ? std::move(on_error) : ErrorHandler(print_error)),
+          on_error_(on_error ? std::move(on_error) : ErrorHandler(RateLimitedPrinter{})),
           framer_(options_.max_line_bytes, options_.long_lines, options_.strip_cr),
           follower_(options_.path, options_.rotate_wait),
           buffer_(

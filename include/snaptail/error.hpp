@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -25,6 +28,9 @@ enum class ErrorKind {
     checkpoint,    ///< A checkpoint could not be read (with a fallback) or written.
     gap,           ///< On resume, data may be missing: the saved file was not found whole.
 };
+
+/// How many kinds there are (ErrorKind's values are 0 to error_kind_count - 1).
+inline constexpr std::size_t error_kind_count = static_cast<std::size_t>(ErrorKind::gap) + 1;
 
 /// The kind's name, as used in messages ("io", "parse", ...). Never allocates.
 constexpr std::string_view to_string(ErrorKind kind) noexcept {
@@ -65,16 +71,102 @@ struct Error {
 /// Receives every runtime fault; called on the tailer's thread, so it must not block for long.
 using ErrorHandler = std::function<void(const Error&)>;
 
-/// The default handler: one line on stderr. Thread-safe (one fmt::print per error).
-inline void print_error(const Error& error) {
+/// Prints `error` as one line on `out`. Thread-safe (one fmt::print per error).
+inline void print_error_to(std::FILE* out, const Error& error) {
     if (error.line != 0) {
-        fmt::print(stderr, "snaptail: {}: {}: line {} at byte {}: {}\n", to_string(error.kind),
+        fmt::print(out, "snaptail: {}: {}: line {} at byte {}: {}\n", to_string(error.kind),
                    error.path, error.line, error.offset, error.message);
     } else {
-        fmt::print(stderr, "snaptail: {}: {}: {}\n", to_string(error.kind), error.path,
-                   error.message);
+        fmt::print(out, "snaptail: {}: {}: {}\n", to_string(error.kind), error.path, error.message);
     }
 }
+
+/// Prints `error` as one line on stderr: every error, however many. Thread-safe.
+inline void print_error(const Error& error) {
+    print_error_to(stderr, error);
+}
+
+/// The tailer's default handler: print_error_to(out) for the first `burst` errors of each kind in
+/// each `window`; the rest of that window's errors of that kind are counted, not printed (a file of
+/// bad lines would otherwise flood stderr), and the count is printed with the next error of
+/// that kind that is, or when the printer is destroyed. Every error is also counted in the
+/// tailer's stats(). Not thread-safe: a tailer calls its handler from its own thread only.
+/// Allocates only in fmt's formatting and to remember the path of the errors it counts.
+class RateLimitedPrinter {
+  public:
+    using clock = std::chrono::steady_clock;
+
+    /// Up to `burst` lines per kind per `window`, on `out` (which must outlive the printer).
+    explicit RateLimitedPrinter(unsigned burst = 10,
+                                clock::duration window = std::chrono::seconds(10),
+                                std::FILE* out = stderr) noexcept
+        : burst_(burst), window_(window), out_(out) {}
+
+    // Copies start afresh: an ErrorHandler copies its target when it is made, before any error.
+    RateLimitedPrinter(const RateLimitedPrinter& other) noexcept
+        : RateLimitedPrinter(other.burst_, other.window_, other.out_) {}
+    RateLimitedPrinter& operator=(const RateLimitedPrinter&) = delete;
+
+    /// Prints the counts of errors not printed yet. Never throws.
+    ~RateLimitedPrinter() {
+        for (std::size_t i = 0; i < error_kind_count; ++i) {
+            if (kinds_[i].suppressed != 0) {
+                try {
+                    print_suppressed(static_cast<ErrorKind>(i), kinds_[i].suppressed, last_path_);
+                } catch (...) {  // nothing left to report a failing stderr to
+                }
+            }
+        }
+    }
+
+    /// Prints or counts `error`. Blocks only on the output.
+    void operator()(const Error& error) {
+        auto& kind = kinds_[static_cast<std::size_t>(error.kind)];
+        const auto now = clock::now();
+        if (kind.window_start == clock::time_point{} || now - kind.window_start >= window_) {
+            if (kind.suppressed != 0) {
+                print_suppressed(error.kind, kind.suppressed, error.path);
+                kind.suppressed = 0;
+            }
+            kind.window_start = now;
+            kind.printed = 0;
+        }
+        if (kind.printed >= burst_) {
+            ++kind.suppressed;
+            if (last_path_ != error.path) {
+                last_path_ = error.path;
+            }
+            return;
+        }
+        ++kind.printed;
+        print_error_to(out_, error);
+        if (kind.printed == burst_) {
+            fmt::print(out_,
+                       "snaptail: {}: {}: more errors of this kind in the next {} ms are counted, "
+                       "not printed\n",
+                       to_string(error.kind), error.path,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(window_).count());
+        }
+    }
+
+  private:
+    struct PerKind {
+        clock::time_point window_start{};
+        unsigned printed{0};
+        std::uint64_t suppressed{0};
+    };
+
+    void print_suppressed(ErrorKind kind, std::uint64_t n, const std::string& path) const {
+        fmt::print(out_, "snaptail: {}: {}: {} more error{} of this kind not printed\n",
+                   to_string(kind), path, n, n == 1 ? "" : "s");
+    }
+
+    unsigned burst_;
+    clock::duration window_;
+    std::FILE* out_;
+    std::array<PerKind, error_kind_count> kinds_{};
+    std::string last_path_;  // of the errors counted, for the count printed at destruction
+};
 
 }  // namespace snaptail
 
