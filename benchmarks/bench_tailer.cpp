@@ -718,7 +718,8 @@ std::int64_t now_ns() {
 
 // A writer thread appends `rate` lines/s, each starting with its steady_clock time, with
 // write(2) on an O_APPEND descriptor; the sink records arrival minus that time.
-Latency live_latency(const fs::path& path, double rate, std::chrono::milliseconds duration) {
+Latency live_latency(const fs::path& path, double rate, std::chrono::milliseconds duration,
+                     unsigned parse_threads) {
     Latency r;
     const auto total =
         static_cast<std::uint64_t>(rate * std::chrono::duration<double>(duration).count());
@@ -735,6 +736,7 @@ Latency live_latency(const fs::path& path, double rate, std::chrono::millisecond
     options.path = path;
     options.start = snaptail::StartAt::end;
     options.linger = 0ms;
+    options.parse_threads = parse_threads;
     auto sink = [&](RawBatch& batch) {
         const std::int64_t arrived = now_ns();
         for (const std::string_view line : batch.records()) {
@@ -1067,11 +1069,11 @@ int main(int argc, char** argv) {
         }
         fmt::print("3. idle tailer done\n");
 
-        // 4. live latency with linger 0.
-        {
+        // 4. live latency with linger 0, with one parse thread and with two.
+        for (const unsigned threads : {1u, 2u}) {
             const auto run = in_child<Latency>("live latency", scenario_limit, [&] {
                 return live_latency(scratch / "live.log", config.live_lines_per_second,
-                                    config.latency_duration);
+                                    config.latency_duration, threads);
             });
             const Latency& t = run.result;
             const bool ok = run.ok && t.ready && t.in_order && t.errors == 0 &&
@@ -1082,8 +1084,9 @@ int main(int argc, char** argv) {
                            t.in_order ? "" : ", out of order");
             }
             broken = broken || !ok;
-            rows.push_back({fmt::format("live latency ({:.0f} lines/s, linger 0, {} lines)",
-                                        config.live_lines_per_second, t.written),
+            rows.push_back({fmt::format("live latency ({:.0f} lines/s, linger 0, {} lines{})",
+                                        config.live_lines_per_second, t.written,
+                                        threads > 1 ? ", 2 parse threads" : ""),
                             fmt::format("p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} batches)",
                                         micros(t.p50_ns), micros(t.p90_ns), micros(t.p99_ns),
                                         micros(t.p999_ns), micros(t.max_ns), t.batches),
