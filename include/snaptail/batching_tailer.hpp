@@ -161,9 +161,9 @@ class BatchingTailer {
             try {
                 run_claimed(std::move(stop));
             } catch (const std::exception& e) {
-                report(ErrorKind::io, fmt::format("tailer stopped: {}", e.what()));
+                report(ErrorKind::stopped, fmt::format("tailer stopped: {}", e.what()));
             } catch (...) {
-                report(ErrorKind::io, "tailer stopped: unknown exception");
+                report(ErrorKind::stopped, "tailer stopped: unknown exception");
             }
         });
     }
@@ -746,10 +746,17 @@ class BatchingTailer {
         std::uint64_t last_line = 0;
         for (auto& slice : job.slices) {
             stats_.filtered += slice.filtered;
-            stats_.parse_errors += slice.failures.size();
+            stats_.parse_errors += slice.failures.size() + slice.unrecorded_failures;
             for (auto& failure : slice.failures) {
                 report(ErrorKind::parse, fmt::format("parser threw: {}", failure.message),
                        failure.offset, failure.line);
+            }
+            if (slice.unrecorded_failures != 0) {
+                report(ErrorKind::parse,
+                       fmt::format("{} more lines of this batch failed to parse; out of memory "
+                                   "for their messages",
+                                   slice.unrecorded_failures),
+                       job.lines.front().offset, job.lines.front().line);
             }
             if (slice.first_line != 0 && first_line == 0) {
                 first_line = slice.first_line;

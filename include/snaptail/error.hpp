@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace snaptail {
 
@@ -27,10 +28,12 @@ enum class ErrorKind {
     undelivered,   ///< Lines were read but could not be delivered before stop.
     checkpoint,    ///< A checkpoint could not be read (with a fallback) or written.
     gap,           ///< On resume, data may be missing: the saved file was not found whole.
+    stopped,       ///< A run started with start() ended on an unexpected exception; nothing more is
+                   ///< read (run() throws it to its caller instead).
 };
 
 /// How many kinds there are (ErrorKind's values are 0 to error_kind_count - 1).
-inline constexpr std::size_t error_kind_count = static_cast<std::size_t>(ErrorKind::gap) + 1;
+inline constexpr std::size_t error_kind_count = static_cast<std::size_t>(ErrorKind::stopped) + 1;
 
 /// The kind's name, as used in messages ("io", "parse", ...). Never allocates.
 constexpr std::string_view to_string(ErrorKind kind) noexcept {
@@ -55,9 +58,15 @@ constexpr std::string_view to_string(ErrorKind kind) noexcept {
             return "checkpoint";
         case ErrorKind::gap:
             return "gap";
+        case ErrorKind::stopped:
+            return "stopped";
     }
     return "unknown";
 }
+
+static_assert(to_string(static_cast<ErrorKind>(error_kind_count - 1)) == "stopped" &&
+                  to_string(static_cast<ErrorKind>(error_kind_count)) == "unknown",
+              "error_kind_count must follow the last ErrorKind");
 
 /// One reported fault: what, where (path, byte offset, 1-based line; 0 when not applicable).
 struct Error {
@@ -86,12 +95,18 @@ inline void print_error(const Error& error) {
     print_error_to(stderr, error);
 }
 
-/// The tailer's default handler: print_error_to(out) for the first `burst` errors of each kind in
-/// each `window`; the rest of that window's errors of that kind are counted, not printed (a file of
-/// bad lines would otherwise flood stderr), and the count is printed with the next error of
-/// that kind that is, or when the printer is destroyed. Every error is also counted in the
-/// tailer's stats(). Not thread-safe: a tailer calls its handler from its own thread only.
-/// Allocates only in fmt's formatting and to remember the path of the errors it counts.
+/// The tailer's default handler. The kinds that can come once per line or per retry (io,
+/// not_a_file, parse, long_line, sink, checkpoint) are rate-limited: the first `burst` of each kind
+/// in a `window` are printed and the rest of that window's are counted, not printed (a file of bad
+/// lines would otherwise flood stderr); the count is printed with the next error of that kind
+/// that is printed, or when the printer is destroyed (so not at all if the process ends
+/// without destroying the tailer). The other kinds report data skipped or possibly missing,
+/// with the lines concerned, or the end of a run, and are always printed. The tailer's stats()
+/// count the rate-limited kinds' errors whatever is printed (io and not_a_file in io_errors,
+/// checkpoint in checkpoint_errors, except a corrupt checkpoint found at construction). A zero
+/// window prints every error. Not thread-safe: a
+/// tailer calls its handler from its own thread only. Allocates only in fmt's formatting and to
+/// remember the path of the errors it counts.
 class RateLimitedPrinter {
   public:
     using clock = std::chrono::steady_clock;
@@ -119,17 +134,24 @@ class RateLimitedPrinter {
         }
     }
 
-    /// Prints or counts `error`. Blocks only on the output.
+    /// Prints or counts `error`. Blocks only on the output; throws only what printing throws.
     void operator()(const Error& error) {
-        auto& kind = kinds_[static_cast<std::size_t>(error.kind)];
+        const auto index = static_cast<std::size_t>(error.kind);
+        if (index >= error_kind_count || !rate_limited(error.kind) ||
+            window_ <= clock::duration::zero()) {
+            print_error_to(out_, error);
+            return;
+        }
+        auto& kind = kinds_[index];
         const auto now = clock::now();
         if (kind.window_start == clock::time_point{} || now - kind.window_start >= window_) {
-            if (kind.suppressed != 0) {
-                print_suppressed(error.kind, kind.suppressed, error.path);
-                kind.suppressed = 0;
-            }
+            // Reset before printing: a failing output must not stall the window.
+            const std::uint64_t suppressed = std::exchange(kind.suppressed, 0);
             kind.window_start = now;
             kind.printed = 0;
+            if (suppressed != 0) {
+                print_suppressed(error.kind, suppressed, error.path);
+            }
         }
         if (kind.printed >= burst_) {
             ++kind.suppressed;
@@ -141,15 +163,30 @@ class RateLimitedPrinter {
         ++kind.printed;
         print_error_to(out_, error);
         if (kind.printed == burst_) {
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(kind.window_start + window_ - now);
             fmt::print(out_,
                        "snaptail: {}: {}: more errors of this kind in the next {} ms are counted, "
                        "not printed\n",
-                       to_string(error.kind), error.path,
-                       std::chrono::duration_cast<std::chrono::milliseconds>(window_).count());
+                       to_string(error.kind), error.path, left.count());
         }
     }
 
   private:
+    static constexpr bool rate_limited(ErrorKind kind) noexcept {
+        switch (kind) {
+            case ErrorKind::io:
+            case ErrorKind::not_a_file:
+            case ErrorKind::parse:
+            case ErrorKind::long_line:
+            case ErrorKind::sink:
+            case ErrorKind::checkpoint:
+                return true;
+            default:
+                return false;
+        }
+    }
+
     struct PerKind {
         clock::time_point window_start{};
         unsigned printed{0};

@@ -84,8 +84,9 @@ struct TailOptions {
     /// ...or this many bytes of lines...
     std::size_t max_batch_bytes{std::size_t{1} << 20};
     /// ...or when its oldest complete line has waited this long (0: as soon as no more input is
-    /// ready). With parse_threads > 1, while the batch before it is still being parsed a batch
-    /// keeps growing up to the limits above: it could not reach the sink sooner anyway.
+    /// ready). With parse_threads > 1, while the batch before it is still being parsed and reads
+    /// keep returning data, a batch keeps growing up to the limits above instead of being cut
+    /// after every read: the batch before it has to reach the sink first anyway.
     std::chrono::milliseconds linger{20};
 
     /// Lines longer than this are handled by long_lines; memory for one line never exceeds it.

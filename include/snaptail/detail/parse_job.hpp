@@ -42,16 +42,28 @@ struct ParsedSlice {
     std::vector<R> records;
     std::vector<ParseFailure> failures;
     std::uint64_t filtered{0};
-    std::uint64_t first_line{0};  // of the first record
-    std::uint64_t last_line{0};   // of the last record
+    std::uint64_t unrecorded_failures{0};  // failures that could not be stored (out of memory)
+    std::uint64_t first_line{0};           // of the first record
+    std::uint64_t last_line{0};            // of the last record
 
     void clear() noexcept {
         records.clear();
         failures.clear();
         filtered = 0;
+        unrecorded_failures = 0;
         first_line = last_line = 0;
     }
 };
+
+/// Stores a parse failure; when even that fails (out of memory), counts it instead.
+template <class R>
+void record_failure(ParsedSlice<R>& out, const LineRef& line, const char* message) noexcept {
+    try {
+        out.failures.push_back({line.line, line.offset, message});
+    } catch (...) {
+        ++out.unrecorded_failures;
+    }
+}
 
 /// Parses `lines` in order into `out`. Never throws: a parser's exception becomes a failure of
 /// its line, and so does running out of memory for the record. No allocation per line beyond
@@ -79,10 +91,10 @@ void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>&
                 records.push_back(parser.parse(line.text));
             }
         } catch (const std::exception& e) {
-            out.failures.push_back({line.line, line.offset, e.what()});
+            record_failure(out, line, e.what());
             continue;
         } catch (...) {
-            out.failures.push_back({line.line, line.offset, "parser threw a non-std exception"});
+            record_failure(out, line, "parser threw a non-std exception");
             continue;
         }
         if (first_line == 0) {
