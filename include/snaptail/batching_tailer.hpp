@@ -228,6 +228,11 @@ class BatchingTailer {
                 last_input_ = clock::now();
                 if (linger_expired(last_input_) && !parsing_inflight()) {
                     cut(scan_);
+                    // With parse threads, as after a cut by size: far into the buffer, the next
+                    // read wraps below the batch in flight rather than going on up, so that how
+                    // much of the buffer a run touches does not depend on timing. (Without them
+                    // nothing is pending now, and make_room compacts before the next read.)
+                    framing_paused_ = pool_.has_value() && scan_ >= compact_after_;
                 }
                 continue;
             }
