@@ -15,7 +15,8 @@ MB/s, peak RSS, the longest the list grew, and the counts (comparable with
 
     python3 asyncio_tailer.py --parse json /tmp/orders.log
 
---parse none hands the snapshot to the pool all the same, but the workers only count lines.
+--parse none hands the snapshot to the pool all the same, and the workers go through its lines
+as --parse json does but only add up their lengths (like `order_stats --no-parse`).
 --read-hint is readlines()'s size hint (default 256 KiB, snaptail's read size); 0 means a bare
 readlines(), which on catch-up reads the whole file into the list in one call.
 """
@@ -35,10 +36,12 @@ STATUSES = ("open", "filled", "canceled", "triggered", "rejected")
 class Result:
     """What one worker found in its slice of a snapshot."""
 
-    __slots__ = ("lines", "orders", "other_lines", "parse_errors", "counts", "notional")
+    __slots__ = ("lines", "line_bytes", "orders", "other_lines", "parse_errors", "counts",
+                 "notional")
 
     def __init__(self):
         self.lines = 0
+        self.line_bytes = 0  # --parse none: the sum of the lines' lengths (with their newline)
         self.orders = 0
         self.other_lines = 0
         self.parse_errors = 0
@@ -47,6 +50,7 @@ class Result:
 
     def merge(self, other):
         self.lines += other.lines
+        self.line_bytes += other.line_bytes
         self.orders += other.orders
         self.other_lines += other.other_lines
         self.parse_errors += other.parse_errors
@@ -57,8 +61,14 @@ class Result:
 
 
 def parse_none(lines, lo, hi):
+    """The no-op parse: the same loop over the lines as parse_json, taking only each line's
+    length, as `order_stats --no-parse` does (its record is the line's length)."""
     result = Result()
     result.lines = hi - lo
+    line_bytes = 0
+    for i in range(lo, hi):
+        line_bytes += len(lines[i])
+    result.line_bytes = line_bytes
     return result
 
 
@@ -191,6 +201,8 @@ async def main_async(args):
         "mb_per_s": round(state.bytes / busy / 1e6, 1) if busy > 0 else 0,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "max_list_len": state.max_list_len,
+        # Without the newlines, as order_stats reports it.
+        "line_bytes": total.line_bytes - total.lines if args.parse == "none" else None,
         "batches": state.batches,
         "orders": total.orders,
         "other_lines": total.other_lines,
