@@ -684,9 +684,10 @@ class BatchingTailer {
 
     detail::ParseJob<record_type>& framing() noexcept { return jobs_[framing_index_]; }
 
-    // While the batch in flight is still being parsed, the one being framed could not reach
-    // the sink any sooner by being cut now, so on a busy pipeline it keeps growing (up to the
-    // batch limits) rather than going out in pieces of one read each, whatever the linger.
+    // While the batch in flight is still being parsed, the one being framed has to wait for it
+    // to reach the sink anyway, so on a busy pipeline it keeps growing (up to the batch limits)
+    // rather than being cut after every read, whatever the linger: small batches would make
+    // the threads wait on each other once per read.
     bool parsing_inflight() const noexcept {
         return inflight_ != nullptr && inflight_->pending.load(std::memory_order_relaxed) != 0;
     }

@@ -104,9 +104,8 @@ inline void print_error(const Error& error) {
 /// with the lines concerned, or the end of a run, and are always printed. The tailer's stats()
 /// count the rate-limited kinds' errors whatever is printed (io and not_a_file in io_errors,
 /// checkpoint in checkpoint_errors, except a corrupt checkpoint found at construction). A zero
-/// window prints every error. Not thread-safe: a
-/// tailer calls its handler from its own thread only. Allocates only in fmt's formatting and to
-/// remember the path of the errors it counts.
+/// window prints every error. Not thread-safe: a tailer calls its handler from its own thread
+/// only. Allocates only in fmt's formatting and to remember the path of the errors it counts.
 class RateLimitedPrinter {
   public:
     using clock = std::chrono::steady_clock;
