@@ -180,14 +180,17 @@ TEST_CASE("parallel parsing through a small wrapping buffer keeps every line int
     }
     const auto half = static_cast<std::ptrdiff_t>(expected.size() / 2);
     append(path, text_of(std::vector(expected.begin(), expected.begin() + half)));
-    for (unsigned threads : {2u, 3u}) {
-        DYNAMIC_SECTION("parse_threads=" << threads) {
+    for (const auto& [threads, linger] :
+         {std::pair{2u, 200ms}, std::pair{3u, 200ms}, std::pair{2u, 0ms}, std::pair{3u, 0ms}}) {
+        DYNAMIC_SECTION("parse_threads=" << threads << " linger=" << linger.count() << "ms") {
             auto options = quick_options(path);
             options.parse_threads = threads;
             options.read_ahead_bytes = 512 << 10;
             options.max_line_bytes = 8 << 10;
             options.max_batch_lines = 40;
-            options.linger = 200ms;  // batches cut by count, also under the slow sanitizers
+            // 200 ms: batches cut by count, also under the slow sanitizers; 0: cut by count or
+            // after a read, whichever comes first (both kinds of cut make reading wrap).
+            options.linger = linger;
             std::vector<std::string> got;
             std::mutex got_mutex;
             BatchingTailer<PaddingToucher> tailer(options, PaddingToucher{},
