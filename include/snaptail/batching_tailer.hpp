@@ -7,6 +7,7 @@
 #include <snaptail/detail/file_watcher.hpp>
 #include <snaptail/detail/parse_job.hpp>
 #include <snaptail/detail/path_follower.hpp>
+#include <snaptail/detail/range_read.hpp>
 #include <snaptail/detail/rotated_files.hpp>
 #include <snaptail/error.hpp>
 #include <snaptail/line_framer.hpp>
@@ -26,6 +27,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,11 +52,19 @@ struct record_or_void<P> {
 };
 
 // Reads are large so that syscalls stay rare, and small enough that a chunk is framed while
-// it is still in cache.
+// it is still in cache. (Tests may shrink it to put many read boundaries in small files.)
+#ifdef SNAPTAIL_TEST_READ_CHUNK_BYTES
+inline constexpr std::size_t read_chunk_bytes = SNAPTAIL_TEST_READ_CHUNK_BYTES;
+#else
 inline constexpr std::size_t read_chunk_bytes = std::size_t{256} << 10;
+#endif
 // Past this far into the buffer, framing pauses after a cut so that the rest moves to the
 // front: a small working set stays in cache.
 inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
+// Catching up with parse threads: a backlog at least this large is read by all threads at once.
+inline constexpr std::size_t range_min_bytes = 2 * read_chunk_bytes;
+// Pieces per thread in one range read (each read_chunk_bytes).
+inline constexpr std::size_t range_pieces_per_thread = 4;
 
 }  // namespace detail
 
@@ -526,18 +536,16 @@ class BatchingTailer {
     bool read_and_frame() {
         if (std::exchange(framing_paused_, false)) {
             if (!wrap()) {
-                make_room();  // moves the unframed rest, still in cache, to the front
+                make_room(detail::read_chunk_bytes / 4);  // moves the unframed rest to the front
             }
             frame();
             return true;
         }
-        make_room();
-        if (inflight_ != nullptr && inflight_ != high_job_ &&
-            end_ < inflight_->hold + line_padding) {
-            // The read would land in the padding after the last line of the batch being
-            // parsed, which a parsing thread may be reading: let that batch finish first.
-            deliver_inflight();
+        if (range_worthwhile()) {
+            return read_range();
         }
+        make_room(detail::read_chunk_bytes / 4);
+        guard_inflight_padding();
         auto& file = follower_.file();
         const std::size_t room = read_limit() - end_;
         const long n = file.read(buffer_.get() + end_, std::min(room, detail::read_chunk_bytes));
@@ -557,10 +565,164 @@ class BatchingTailer {
         return true;
     }
 
+    void guard_inflight_padding() {
+        if (inflight_ != nullptr && inflight_ != high_job_ &&
+            end_ < inflight_->hold + line_padding) {
+            // The read would land in the padding after the last line of the batch being
+            // parsed, which a parsing thread may be reading: let that batch finish first.
+            deliver_inflight();
+        }
+    }
+
+    // Catching up, the parse threads would wait for this one to read and frame the next batch
+    // when their parsing is cheap: reading (the copy out of the page cache) and finding line
+    // ends are most of the work then. So when nothing is being parsed and a backlog is on disk,
+    // all threads read it, each a piece, finding that piece's line ends while it is in its
+    // cache; this thread then strings the lines together in order. Live tailing (a small
+    // backlog) and busy parsers keep the single read.
+    bool range_worthwhile() {
+        if (!pool_ || !parsing_keeps_up_ || framer_.in_long_line()) {
+            return false;
+        }
+        const auto& file = follower_.file();
+        const long long size = file.size();
+        return size >= 0 &&
+               static_cast<std::uint64_t>(size) >= file.offset() + detail::range_min_bytes;
+    }
+
+    // Reads ranges while the backlog lasts and the buffer has room, each next one read ahead
+    // by the other threads while this one strings together the lines of the last.
+    bool read_range() {
+        make_room(detail::range_min_bytes);
+        guard_inflight_padding();
+        unsigned current = 0;
+        if (!submit_range(ranges_[current])) {
+            return false;
+        }
+        pool_->wait_read(ranges_[current]);
+        if (!accept_range(ranges_[current])) {
+            return false;
+        }
+        StitchCursor done;  // of the range before the current one, when it is not all framed
+        for (;;) {
+            if (done.range != nullptr) {
+                // Its last lines waited for the current range to be read: their padding lies
+                // in it, and a parsing thread may read that padding as soon as they are cut.
+                stitch(done, std::numeric_limits<std::size_t>::max());
+                done = {};
+            }
+            auto& range = ranges_[current];
+            auto& next = ranges_[current ^ 1];
+            const std::size_t ahead_from = end_;
+            const bool ahead = range.complete && !stop_.stop_requested() && parsing_keeps_up_ &&
+                               read_limit() - end_ >= detail::range_min_bytes && submit_range(next);
+            StitchCursor cursor{&range};
+            stitch(cursor, ahead ? ahead_from : std::numeric_limits<std::size_t>::max());
+            if (!ahead) {
+                break;
+            }
+            pool_->wait_read(next);
+            done = cursor;
+            current ^= 1;
+            if (!accept_range(next)) {
+                stitch(done, std::numeric_limits<std::size_t>::max());
+                break;
+            }
+        }
+        framing_paused_ = false;  // ranges are framed whole; make_room compacts when needed
+        frame();  // the rest after the last line end: acts on a long partial line as usual
+        return true;
+    }
+
+    // Prepares `range` for the backlog (up to the room above end_ and range_max_) and hands
+    // it to the pool. False when there is nothing to read.
+    bool submit_range(detail::RangeRead& range) {
+        auto& file = follower_.file();
+        const long long size = file.size();
+        const std::uint64_t backlog = size > 0 && static_cast<std::uint64_t>(size) > file.offset()
+                                          ? static_cast<std::uint64_t>(size) - file.offset()
+                                          : 0;
+        const auto want = static_cast<std::size_t>(
+            std::min<std::uint64_t>({read_limit() - end_, backlog, range_max_}));
+        if (want == 0) {
+            return false;
+        }
+        range.prepare(file.fd(), buffer_.get() + end_, file.offset(), want,
+                      detail::read_chunk_bytes);
+        pool_->submit_read(range);
+        ++stats_.parallel_reads;
+        return true;
+    }
+
+    // Takes what a range read (see RangeRead::accept): the buffer and the file offset move past
+    // it. False when nothing was read (a failed first read is reported).
+    bool accept_range(detail::RangeRead& range) {
+        const std::size_t accepted = range.accept();
+        auto& file = follower_.file();
+        if (accepted == 0) {
+            if (range.count != 0 && range.pieces[0].got < 0) {
+                ++stats_.io_errors;
+                report(ErrorKind::io,
+                       fmt::format("read failed: {}", detail::errno_text(range.pieces[0].error)),
+                       file.offset(), 0);
+            }
+            return false;
+        }
+        file.seek(file.offset() + accepted);
+        end_ += accepted;
+        stats_.bytes += accepted;
+        stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, pending_bytes());
+        return true;
+    }
+
+    struct StitchCursor {
+        const detail::RangeRead* range{nullptr};
+        std::size_t piece{0};
+        std::size_t entry{0};
+    };
+
+    // Frames the lines whose ends a range's pieces found, in order, from `cursor` on, up to the
+    // first line that ends within line_padding of `limit` (the cursor is left there). A line
+    // that ends in a piece starts after the line end before it, in this piece or an earlier
+    // one (or in the bytes left unframed before the range). Lines over max_line_bytes (rare)
+    // go through the framer, which applies the long-line policy as to any complete line.
+    void stitch(StitchCursor& cursor, std::size_t limit) {
+        const char* const buffer = buffer_.get();
+        const std::size_t max = framer_.max_line_bytes();
+        const auto& range = *cursor.range;
+        feed_base_ = 0;
+        for (; cursor.piece < range.accepted; ++cursor.piece, cursor.entry = 0) {
+            const auto& piece = range.pieces[cursor.piece];
+            const auto piece_base = static_cast<std::size_t>(piece.dst - buffer);
+            for (; cursor.entry < piece.ends.size(); ++cursor.entry) {
+                const std::uint32_t entry = piece.ends[cursor.entry];
+                const std::size_t newline = piece_base + (entry >> 1);
+                if (newline + 1 + line_padding > limit) {
+                    return;
+                }
+                std::size_t content_end = newline;
+                if (options_.strip_cr && newline > scan_ &&
+                    ((entry & 1) != 0 || ((entry >> 1) == 0 && buffer[newline - 1] == '\r'))) {
+                    --content_end;
+                }
+                if (content_end - scan_ <= max) {
+                    on_line(FramedLine{std::string_view(buffer + scan_, content_end - scan_),
+                                       newline + 1, true, true, false, false});
+                } else {
+                    feed_base_ = scan_;
+                    framer_.feed(std::string_view(buffer + scan_, newline + 1 - scan_),
+                                 [this](const FramedLine& line) { return on_line(line); });
+                    feed_base_ = 0;
+                }
+                scan_ = newline + 1;
+            }
+        }
+    }
+
     // Frames what a pause left unframed.
     void frame_rest() {
         while (std::exchange(framing_paused_, false)) {
-            make_room();
+            make_room(detail::read_chunk_bytes / 4);
             frame();
         }
     }
@@ -572,14 +734,15 @@ class BatchingTailer {
     }
 
     // Lines and records view the buffer, so it is compacted only when no batch is pending;
-    // when it is full, the pending batches go out first (this is the backpressure).
-    void make_room() {
-        if (high_job_ != nullptr && read_limit() - end_ < detail::read_chunk_bytes / 4) {
+    // when less than `want` bytes are free, the pending batches go out first (this is the
+    // backpressure).
+    void make_room(std::size_t want) {
+        if (high_job_ != nullptr && read_limit() - end_ < want) {
             deliver_inflight();  // it is the wrapped-over batch: the buffer above is free again
         }
         const std::size_t room = read_limit() - end_;
         const bool pending = !framing().empty() || inflight_ != nullptr;
-        if (pending && room >= detail::read_chunk_bytes / 4) {
+        if (pending && room >= want) {
             return;
         }
         if (pending || hold_ != scan_) {
@@ -726,6 +889,8 @@ class BatchingTailer {
         auto* previous = std::exchange(inflight_, &job);
         framing_index_ ^= 1;
         if (previous != nullptr) {
+            // Parsed before it was needed: reading, not parsing, is what the threads wait on.
+            parsing_keeps_up_ = previous->pending.load(std::memory_order_relaxed) == 0;
             pool_->wait(*previous, parser_);
             deliver_job(*previous);
         }
@@ -961,6 +1126,11 @@ class BatchingTailer {
     const std::size_t wrap_reserve_{
         std::min(options_.read_ahead_bytes / 8, detail::read_chunk_bytes)};
     std::optional<detail::ParsePool<Parser, record_type>> pool_;
+    // With pool_: the pieces of catch-up reads, recycled (one being framed, one read ahead).
+    std::array<detail::RangeRead, 2> ranges_;
+    bool parsing_keeps_up_{true};  // the last batch waited for was parsed before it was needed
+    const std::size_t range_max_{std::size_t{options_.parse_threads} *
+                                 detail::range_pieces_per_thread * detail::read_chunk_bytes};
     clock::time_point next_open_{};
     clock::time_point last_input_{};
     std::chrono::milliseconds open_backoff_{0};

@@ -118,6 +118,9 @@ class LineFramer {
 
     /// True while the rest of a truncated or skipped line is being discarded.
     bool discarding() const noexcept { return discarding_; }
+    /// True while framing is inside a line longer than max_line_bytes (its rest is being
+    /// discarded, or more pieces of it follow): the next byte fed does not start a line.
+    bool in_long_line() const noexcept { return discarding_ || continuing_; }
     /// The longest content delivered as one line.
     std::size_t max_line_bytes() const noexcept { return max_; }
 

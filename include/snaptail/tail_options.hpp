@@ -96,7 +96,9 @@ struct TailOptions {
     /// Threads that parse each batch's lines, in chunks, the tailer's own thread included
     /// (1: it parses alone; n: n - 1 more are started, and the tailer's thread parses while it
     /// waits for them). More than 1 needs a copyable Parser: each thread parses with its own
-    /// copy. The sink still sees records in file order.
+    /// copy. The sink still sees records in file order. While parsing keeps up with reading
+    /// (a cheap parser) and a backlog of 512 KiB or more is on disk, the same threads also read
+    /// it, each a 256 KiB piece, finding that piece's line ends (TailerStats::parallel_reads).
     unsigned parse_threads{1};
 
     /// Bound on bytes read from the file but not yet delivered: the reader's whole buffer.

@@ -33,6 +33,9 @@ struct TailerStats {
     std::uint64_t lag{0};                ///< File size minus offset, at the last check.
     std::size_t pending_bytes{0};  ///< Bytes read but not delivered (incomplete line included).
     std::size_t read_ahead_high_water{0};  ///< Most bytes ever held read but undelivered.
+    /// Stretches of a backlog read by all parse threads at once (parse_threads > 1, while
+    /// parsing keeps up with reading).
+    std::uint64_t parallel_reads{0};
 };
 
 }  // namespace snaptail
@@ -47,10 +50,11 @@ struct fmt::formatter<snaptail::TailerStats> : fmt::formatter<std::string_view> 
             "sink_errors={} skipped_batches={} skipped_records={} rotations={} truncations={} "
             "io_errors={} commits={} checkpoint_errors={} file={} open={} waiting_for_path={} "
             "offset={} lag={} pending_bytes={} "
-            "read_ahead_high_water={}",
+            "read_ahead_high_water={} parallel_reads={}",
             s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
             s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
             s.io_errors, s.commits, s.checkpoint_errors, s.current_file, s.file_open,
-            s.waiting_for_path, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water);
+            s.waiting_for_path, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water,
+            s.parallel_reads);
     }
 };

@@ -2,6 +2,7 @@
 // threads that parses batches in contiguous slices when parse_threads > 1.
 #pragma once
 
+#include <snaptail/detail/range_read.hpp>
 #include <snaptail/line_parser.hpp>
 #include <snaptail/position.hpp>
 
@@ -162,8 +163,10 @@ struct ParseJob {
 /// the oldest job and move on to the next as soon as its chunks are all taken, so a new batch
 /// can be submitted before the previous one is finished and nobody idles between batches.
 /// The tailer's thread parses chunks of a job too while it waits for it. Each thread parses
-/// with its own copy of the parser. submit() and wait() belong to one thread (the tailer's);
-/// the workers are joined on destruction.
+/// with its own copy of the parser. The same threads read the pieces of a RangeRead (one at a
+/// time, before any queued parsing) when the tailer catches up on a backlog. submit(), wait(),
+/// submit_read() and wait_read() belong to one thread (the tailer's); the workers are joined
+/// on destruction.
 template <class Parser, class R>
 class ParsePool {
   public:
@@ -208,6 +211,32 @@ class ParsePool {
             queue_.push_back(&job);
         }
         start_.notify_all();
+    }
+
+    /// Queues `read` ahead of any parsing. Never blocks beyond the lock; never allocates. The
+    /// read must stay alive and untouched until wait_read(read) returns.
+    void submit_read(RangeRead& read) {
+        {
+            std::lock_guard lock(mutex_);
+            read.active = 0;
+            read_ = &read;
+        }
+        start_.notify_all();
+    }
+
+    /// Reads pieces of `read` while any remain, then blocks until the workers' pieces are read
+    /// too. After it returns no worker touches `read` or the buffer it was read into.
+    void wait_read(RangeRead& read) {
+        bool last = false;
+        while (read.take_piece(last)) {
+        }
+        std::unique_lock lock(mutex_);
+        if (read_ == &read) {
+            read_ = nullptr;
+        }
+        done_.wait(lock, [&] {
+            return read.pending.load(std::memory_order_acquire) == 0 && read.active == 0;
+        });
     }
 
     /// Parses chunks of `job` with `parser` (the caller's own) while any remain, then blocks
@@ -256,14 +285,38 @@ class ParsePool {
         return true;
     }
 
+    // Reads pieces of `read` while any remain (a worker's share of a range read).
+    void read_pieces(std::unique_lock<std::mutex>& lock) {
+        RangeRead* read = read_;
+        ++read->active;
+        lock.unlock();
+        bool last = false;
+        while (read->take_piece(last)) {
+            if (last) {
+                std::lock_guard notify_lock(mutex_);
+                done_.notify_one();
+            }
+        }
+        lock.lock();
+        if (read_ == read) {
+            read_ = nullptr;  // all its pieces are taken
+        }
+        --read->active;
+        done_.notify_one();
+    }
+
     void work(unsigned index, std::stop_token stop) {
         for (;;) {
             ParseJob<R>* job = nullptr;
             {
                 std::unique_lock lock(mutex_);
-                start_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+                start_.wait(lock, [&] { return !queue_.empty() || read_ != nullptr || stopping_; });
                 if (stopping_ || stop.stop_requested()) {
                     return;
+                }
+                if (read_ != nullptr) {
+                    read_pieces(lock);
+                    continue;
                 }
                 job = queue_.front();
                 ++job->active;
@@ -283,6 +336,7 @@ class ParsePool {
     std::condition_variable start_;
     std::condition_variable done_;
     std::vector<ParseJob<R>*> queue_;  // jobs with chunks left to take, oldest first
+    RangeRead* read_{nullptr};         // a range read with pieces left to take
     bool stopping_{false};
     std::vector<std::jthread> workers_;  // last: stopped and joined first
 };
