@@ -12,12 +12,14 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -329,4 +331,63 @@ TEST_CASE("following a file that grows in large writes, parallel reads keep line
     }
     CHECK(failures == expected.parse_failures);
     CHECK(tailer.stats().lines == expected.lines);
+}
+
+namespace {
+
+struct Parsed {
+    std::string_view text;
+    std::thread::id thread;
+};
+
+// Lines starting with 's' take 100 us to parse; the others nothing.
+struct SometimesSlowParser {
+    Parsed parse(std::string_view line) const {
+        if (!line.empty() && line.front() == 's') {
+            std::this_thread::sleep_for(std::chrono::microseconds{100});
+        }
+        return {line, std::this_thread::get_id()};
+    }
+};
+
+}  // namespace
+
+// While parsing keeps up, the tailer's thread parses each batch itself (the others read); once
+// a batch takes longer to parse than its lines took to get, parsing goes back to all threads.
+// Which thread parsed a line shows which way it went; the lines stay in order either way.
+TEST_CASE("catching up, cheap lines are parsed by the tailer's thread and slow ones by all",
+          "[tailer][parallel][range]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    std::vector<std::string> expected;
+    for (int i = 1; i <= 8'000; ++i) {
+        const char kind = i > 3'000 && i <= 5'000 ? 's' : 'c';
+        expected.push_back(fmt::format("{}{:05}{}", kind, i, std::string(i % 500, 'x')));
+    }
+    append(path, text_of(expected));
+    auto options = quick_options(path);
+    options.parse_threads = 2;
+    options.max_batch_lines = 50;
+    options.idle_exit = 100ms;
+    std::vector<std::string> got;
+    std::vector<std::thread::id> parsed_by;
+    std::thread::id sink_thread;
+    BatchingTailer<SometimesSlowParser> tailer(options, SometimesSlowParser{},
+                                               [&](Batch<Parsed>& batch) {
+                                                   sink_thread = std::this_thread::get_id();
+                                                   for (const Parsed& record : batch.records()) {
+                                                       got.emplace_back(record.text);
+                                                       parsed_by.push_back(record.thread);
+                                                   }
+                                               });
+    tailer.run(std::stop_token{});
+    check_same(got, expected);
+    REQUIRE(parsed_by.size() == expected.size());
+    CHECK(tailer.stats().parallel_reads > 0);
+    // The first batches: read in ranges, parsed by the tailer's thread.
+    CHECK(std::all_of(parsed_by.begin(), parsed_by.begin() + 100,
+                      [&](std::thread::id id) { return id == sink_thread; }));
+    // The slow lines: parsing went back to both threads.
+    CHECK(std::any_of(parsed_by.begin() + 3'000, parsed_by.begin() + 5'000,
+                      [&](std::thread::id id) { return id != sink_thread; }));
 }

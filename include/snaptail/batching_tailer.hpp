@@ -593,8 +593,11 @@ class BatchingTailer {
     // Reads ranges while the backlog lasts and the buffer has room, each next one read ahead
     // by the other threads while this one strings together the lines of the last.
     bool read_range() {
-        make_room(detail::range_min_bytes);
+        // Ranges stay within the first range_window_ bytes of the buffer: a smaller working set.
+        make_room(end_ + detail::range_min_bytes > range_window_ ? options_.read_ahead_bytes
+                                                                 : detail::range_min_bytes);
         guard_inflight_padding();
+        lines_since_ = clock::now();
         unsigned current = 0;
         if (!submit_range(ranges_[current])) {
             return false;
@@ -608,16 +611,21 @@ class BatchingTailer {
             if (done.range != nullptr) {
                 // Its last lines waited for the current range to be read: their padding lies
                 // in it, and a parsing thread may read that padding as soon as they are cut.
+                parse_here_ = true;
                 stitch(done, std::numeric_limits<std::size_t>::max());
+                parse_here_ = false;
                 done = {};
             }
             auto& range = ranges_[current];
             auto& next = ranges_[current ^ 1];
             const std::size_t ahead_from = end_;
             const bool ahead = range.complete && !stop_.stop_requested() && parsing_keeps_up_ &&
-                               read_limit() - end_ >= detail::range_min_bytes && submit_range(next);
+                               range_limit() - end_ >= detail::range_min_bytes &&
+                               submit_range(next);
             StitchCursor cursor{&range};
+            parse_here_ = true;
             stitch(cursor, ahead ? ahead_from : std::numeric_limits<std::size_t>::max());
+            parse_here_ = false;
             if (!ahead) {
                 break;
             }
@@ -625,7 +633,9 @@ class BatchingTailer {
             done = cursor;
             current ^= 1;
             if (!accept_range(next)) {
+                parse_here_ = true;
                 stitch(done, std::numeric_limits<std::size_t>::max());
+                parse_here_ = false;
                 break;
             }
         }
@@ -643,7 +653,7 @@ class BatchingTailer {
                                           ? static_cast<std::uint64_t>(size) - file.offset()
                                           : 0;
         const auto want = static_cast<std::size_t>(
-            std::min<std::uint64_t>({read_limit() - end_, backlog, range_max_}));
+            std::min<std::uint64_t>({range_limit() - end_, backlog, range_max_}));
         if (want == 0) {
             return false;
         }
@@ -782,6 +792,10 @@ class BatchingTailer {
         return true;
     }
 
+    std::size_t range_limit() const noexcept {
+        return std::max(end_, std::min(read_limit(), range_window_));
+    }
+
     std::size_t read_limit() const noexcept {
         return high_job_ != nullptr ? high_begin_ : options_.read_ahead_bytes;
     }
@@ -883,6 +897,10 @@ class BatchingTailer {
             deliver_job(job);
             return;
         }
+        if (parse_here_ && parsing_keeps_up_) {
+            parse_here(job);
+            return;
+        }
         // Queued behind the batch in flight: the threads flow on to it while this thread
         // finishes the previous batch and hands it to the sink.
         pool_->submit(job);
@@ -894,6 +912,23 @@ class BatchingTailer {
             pool_->wait(*previous, parser_);
             deliver_job(*previous);
         }
+    }
+
+    // Catching up with a parser that keeps up, the other threads read the backlog and this one
+    // parses each batch itself: handing lines that cheap to another core would cost more in
+    // cache misses than the parsing. Parsing that takes longer than getting the batch's lines
+    // did hands parsing back to the threads.
+    void parse_here(detail::ParseJob<record_type>& job) {
+        if (inflight_ != nullptr) {
+            deliver_inflight();
+        }
+        const auto started = clock::now();
+        detail::parse_lines(parser_, std::span<const detail::LineRef>(job.lines), job.slices[0]);
+        const auto parsed = clock::now();
+        parsing_keeps_up_ = parsed - started <= started - lines_since_;
+        job.merge();
+        deliver_job(job);
+        lines_since_ = clock::now();
     }
 
     // Delivers everything framed: the batch being framed and the one in flight.
@@ -1128,9 +1163,15 @@ class BatchingTailer {
     std::optional<detail::ParsePool<Parser, record_type>> pool_;
     // With pool_: the pieces of catch-up reads, recycled (one being framed, one read ahead).
     std::array<detail::RangeRead, 2> ranges_;
-    bool parsing_keeps_up_{true};  // the last batch waited for was parsed before it was needed
+    // Whether parsing keeps up with reading: with the pool, the last batch waited for was
+    // parsed before it was needed; parsing here, it took no longer than getting its lines.
+    bool parsing_keeps_up_{true};
+    bool parse_here_{false};         // while stitching ranges: batches are parsed on this thread
+    clock::time_point lines_since_;  // parsing here: when this batch's lines began to be got
     const std::size_t range_max_{std::size_t{options_.parse_threads} *
                                  detail::range_pieces_per_thread * detail::read_chunk_bytes};
+    // Two ranges: one being framed, one read ahead.
+    const std::size_t range_window_{std::min(options_.read_ahead_bytes, 2 * range_max_)};
     clock::time_point next_open_{};
     clock::time_point last_input_{};
     std::chrono::milliseconds open_backoff_{0};

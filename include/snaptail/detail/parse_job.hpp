@@ -139,9 +139,11 @@ struct ParseJob {
         bytes = 0;
     }
 
-    /// Moves the slices' records into `records`, in order (no-op move for a single slice).
+    /// Moves the slices' records into `records`, in order (a swap when only the first slice
+    /// has any: a single slice, or a job parsed by one thread).
     void merge() {
-        if (slices.size() == 1) {
+        if (std::all_of(slices.begin() + 1, slices.end(),
+                        [](const ParsedSlice<R>& slice) { return slice.records.empty(); })) {
             records.swap(slices[0].records);
             return;
         }
