@@ -362,7 +362,8 @@ TEST_CASE("catching up, cheap lines are parsed by the tailer's thread and slow o
     std::vector<std::string> expected;
     for (int i = 1; i <= 8'000; ++i) {
         const char kind = i > 3'000 && i <= 5'000 ? 's' : 'c';
-        expected.push_back(fmt::format("{}{:05}{}", kind, i, std::string(i % 500, 'x')));
+        expected.push_back(
+            fmt::format("{}{:05}{}", kind, i, std::string(static_cast<std::size_t>(i % 500), 'x')));
     }
     append(path, text_of(expected));
     auto options = quick_options(path);
