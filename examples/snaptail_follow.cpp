@@ -135,11 +135,11 @@ std::string stats_json(const snaptail::TailerStats& s) {
         R"("batches":{},"sink_errors":{},"skipped_batches":{},"skipped_records":{},)"
         R"("rotations":{},"truncations":{},"io_errors":{},"commits":{},"checkpoint_errors":{},)"
         R"("offset":{},"lag":{},)"
-        R"("pending_bytes":{},"read_ahead_high_water":{}}})",
+        R"("pending_bytes":{},"read_ahead_high_water":{},"parallel_reads":{}}})",
         s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
         s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
         s.io_errors, s.commits, s.checkpoint_errors, s.offset, s.lag, s.pending_bytes,
-        s.read_ahead_high_water);
+        s.read_ahead_high_water, s.parallel_reads);
 }
 
 }  // namespace

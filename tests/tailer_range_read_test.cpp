@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -391,4 +392,106 @@ TEST_CASE("catching up, cheap lines are parsed by the tailer's thread and slow o
     // The slow lines: parsing went back to both threads.
     CHECK(std::any_of(parsed_by.begin() + 3'000, parsed_by.begin() + 5'000,
                       [&](std::thread::id id) { return id != sink_thread; }));
+}
+
+// A line shorter than max_line_bytes but longer than the part of the buffer ranges use (two
+// ranges) cannot be read in ranges: the tailer reads on with single reads instead of stopping.
+TEST_CASE("catching up, a line longer than the range window is read with single reads",
+          "[tailer][parallel][range]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    std::vector<std::string> expected{"first", std::string(20 * chunk, 'L')};
+    for (int i = 0; i < static_cast<int>(chunk / 8); ++i) {
+        expected.push_back(fmt::format("line-{}", i));
+    }
+    append(path, text_of(expected));
+    auto options = quick_options(path);
+    options.parse_threads = 2;  // ranges of 8 pieces, in a window of two: 16 * chunk
+    options.max_line_bytes = 40 * chunk;
+    options.read_ahead_bytes = 64 * chunk;
+    options.idle_exit = 300ms;
+    Collector collector;
+    BatchingTailer<RawLineParser> tailer(options, RawLineParser{}, collector.sink());
+    tailer.run(std::stop_token{});
+    check_same(collector.lines(), expected);
+    CHECK(tailer.stats().offset == text_of(expected).size());
+    CHECK(tailer.stats().parallel_reads > 0);
+}
+
+// The ahead range goes where the batch in flight may still have its last line's padding: a
+// batch the pool parses (parsing stopped keeping up) that ends within line_padding of the end of
+// a range shorter than line_padding (the backlog ran out while a writer appended). The next range
+// must wait for that batch. Laid out for 256-byte pieces (ranges of 2 KiB), with sleeps in the
+// parser and the sink that make those cuts happen; ThreadSanitizer reports the race otherwise.
+TEST_CASE("catching up, a range is not read into the padding of a batch the pool is parsing",
+          "[tailer][parallel][range]") {
+    if constexpr (chunk != 256) {
+        SUCCEED("laid out for 256-byte reads: runs in snaptail_small_read_tests");
+        return;
+    }
+    struct SlowInPlaces {
+        const fs::path* path;
+        std::atomic<bool>* appended;
+        std::string_view parse(std::string_view line) const {
+            if (!line.empty() && (line[0] == 'L' || line[0] == 'y')) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(line[0] == 'L' ? 2 : 1));
+            }
+            const volatile char* last = line.data() + line.size() + line_padding - 1;
+            static_cast<void>(*last);
+            if (!line.empty() && line[0] == 's' && !appended->exchange(true)) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(3));
+                std::string more;
+                for (int i = 0; i < 400; ++i) {
+                    more += fmt::format("more-{}\n", i);
+                }
+                append(*path, more);
+            }
+            return line;
+        }
+    };
+    for (int round = 0; round < 5; ++round) {
+        TempDir dir;
+        const auto path = dir / "app.log";
+        std::atomic<bool> appended{false};
+        std::string content;
+        for (int n = 1; content.size() < 1900; ++n) {
+            content += fmt::format("c{}\n", n);
+        }
+        std::string slow = "s";
+        slow.resize(1983 - content.size(), 'x');  // ends just before 1984 = 2048 - line_padding
+        content += slow + "\ny\nz\n";
+        std::string long_one = "L";
+        long_one.resize(2047 - content.size(), 'l');               // ends the first range (2 KiB)
+        content += long_one + "\n" + std::string(29, 'r') + "\n";  // a 30-byte range follows
+        append(path, content);
+        auto options = quick_options(path);
+        options.parse_threads = 2;
+        options.max_batch_lines = 1;
+        options.max_line_bytes = 1000;
+        options.read_ahead_bytes = 64 << 10;
+        options.poll_interval = 5ms;
+        options.idle_exit = 100ms;
+        std::vector<std::string> got;
+        BatchingTailer<SlowInPlaces> tailer(options, SlowInPlaces{&path, &appended},
+                                            [&](Batch<std::string_view>& batch) {
+                                                for (std::string_view record : batch.records()) {
+                                                    got.emplace_back(record);
+                                                    if (record == "y" || record == "z") {
+                                                        std::this_thread::sleep_for(1ms);
+                                                    }
+                                                }
+                                            });
+        tailer.run(std::stop_token{});
+        std::string all = content;
+        for (int i = 0; i < 400; ++i) {
+            all += fmt::format("more-{}\n", i);
+        }
+        REQUIRE(appended);
+        std::vector<std::string> expected;
+        for (std::size_t start = 0, end; (end = all.find('\n', start)) != std::string::npos;
+             start = end + 1) {
+            expected.push_back(all.substr(start, end - start));
+        }
+        check_same(got, expected);
+    }
 }

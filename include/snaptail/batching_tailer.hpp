@@ -542,7 +542,9 @@ class BatchingTailer {
             return true;
         }
         if (range_worthwhile()) {
-            return read_range();
+            if (const auto read = read_range()) {
+                return *read;
+            }
         }
         make_room(detail::read_chunk_bytes / 4);
         guard_inflight_padding();
@@ -591,51 +593,60 @@ class BatchingTailer {
     }
 
     // Reads ranges while the backlog lasts and the buffer has room, each next one read ahead
-    // by the other threads while this one strings together the lines of the last.
-    bool read_range() {
+    // by the other threads while this one strings together the lines of the last. Returns
+    // whether it read anything, or nullopt when a single read should be made instead: no room
+    // for a range (a line nearly as long as the window is in the buffer) or the first range
+    // read nothing with no error to report (the single read finds out why).
+    std::optional<bool> read_range() {
+        RangeScope scope(*this);
         // Ranges stay within the first range_window_ bytes of the buffer: a smaller working set.
         make_room(end_ + detail::range_min_bytes > range_window_ ? options_.read_ahead_bytes
                                                                  : detail::range_min_bytes);
+        if (range_limit() - end_ < detail::range_min_bytes) {
+            return std::nullopt;
+        }
         guard_inflight_padding();
         lines_since_ = clock::now();
         unsigned current = 0;
-        if (!submit_range(ranges_[current])) {
-            return false;
+        if (!scope.submit(ranges_[current])) {
+            return std::nullopt;
         }
-        pool_->wait_read(ranges_[current]);
+        scope.wait();
         if (!accept_range(ranges_[current])) {
-            return false;
+            if (range_failed(ranges_[current])) {
+                return false;
+            }
+            return std::nullopt;
         }
         StitchCursor done;  // of the range before the current one, when it is not all framed
         for (;;) {
             if (done.range != nullptr) {
                 // Its last lines waited for the current range to be read: their padding lies
                 // in it, and a parsing thread may read that padding as soon as they are cut.
-                parse_here_ = true;
                 stitch(done, std::numeric_limits<std::size_t>::max());
-                parse_here_ = false;
                 done = {};
             }
             auto& range = ranges_[current];
             auto& next = ranges_[current ^ 1];
             const std::size_t ahead_from = end_;
-            const bool ahead = range.complete && !stop_.stop_requested() && parsing_keeps_up_ &&
-                               range_limit() - end_ >= detail::range_min_bytes &&
-                               submit_range(next);
+            bool ahead = range.complete && !stop_.stop_requested() && parsing_keeps_up_ &&
+                         range_limit() - end_ >= detail::range_min_bytes;
+            if (ahead) {
+                // The batch in flight may have been cut (by the pool) at a line whose padding
+                // reaches past end_, where the next range goes: it is delivered first.
+                guard_inflight_padding();
+                ahead = scope.submit(next);
+            }
             StitchCursor cursor{&range};
-            parse_here_ = true;
             stitch(cursor, ahead ? ahead_from : std::numeric_limits<std::size_t>::max());
-            parse_here_ = false;
             if (!ahead) {
                 break;
             }
-            pool_->wait_read(next);
+            scope.wait();
             done = cursor;
             current ^= 1;
             if (!accept_range(next)) {
-                parse_here_ = true;
                 stitch(done, std::numeric_limits<std::size_t>::max());
-                parse_here_ = false;
                 break;
             }
         }
@@ -665,17 +676,11 @@ class BatchingTailer {
     }
 
     // Takes what a range read (see RangeRead::accept): the buffer and the file offset move past
-    // it. False when nothing was read (a failed first read is reported).
+    // it. False when nothing was read.
     bool accept_range(detail::RangeRead& range) {
         const std::size_t accepted = range.accept();
         auto& file = follower_.file();
         if (accepted == 0) {
-            if (range.count != 0 && range.pieces[0].got < 0) {
-                ++stats_.io_errors;
-                report(ErrorKind::io,
-                       fmt::format("read failed: {}", detail::errno_text(range.pieces[0].error)),
-                       file.offset(), 0);
-            }
             return false;
         }
         file.seek(file.offset() + accepted);
@@ -684,6 +689,53 @@ class BatchingTailer {
         stats_.read_ahead_high_water = std::max(stats_.read_ahead_high_water, pending_bytes());
         return true;
     }
+
+    // A range whose first piece failed: reported as a failed read. (Later pieces that fail are
+    // read again by the next read, which reports them if they fail again.)
+    bool range_failed(const detail::RangeRead& range) {
+        if (range.count == 0 || range.pieces[0].got >= 0) {
+            return false;
+        }
+        ++stats_.io_errors;
+        report(ErrorKind::io,
+               fmt::format("read failed: {}", detail::errno_text(range.pieces[0].error)),
+               follower_.file().offset(), 0);
+        return true;
+    }
+
+    // For the length of read_range: batches cut are parsed on this thread (see parse_here),
+    // and a range handed to the pool is waited for before the buffer can change, also when
+    // an exception (out of memory) leaves read_range.
+    class RangeScope {
+      public:
+        explicit RangeScope(BatchingTailer& tailer) noexcept : tailer_(tailer) {
+            tailer_.parse_here_ = true;
+        }
+        RangeScope(const RangeScope&) = delete;
+        RangeScope& operator=(const RangeScope&) = delete;
+        ~RangeScope() {
+            wait();
+            tailer_.parse_here_ = false;
+        }
+        // Hands `range` to the pool for the backlog; false when there is none.
+        bool submit(detail::RangeRead& range) {
+            if (!tailer_.submit_range(range)) {
+                return false;
+            }
+            outstanding_ = &range;
+            return true;
+        }
+        // Reads the outstanding range's pieces with the pool until all are read.
+        void wait() {
+            if (auto* range = std::exchange(outstanding_, nullptr)) {
+                tailer_.pool_->wait_read(*range);
+            }
+        }
+
+      private:
+        BatchingTailer& tailer_;
+        detail::RangeRead* outstanding_{nullptr};
+    };
 
     struct StitchCursor {
         const detail::RangeRead* range{nullptr};
@@ -1160,9 +1212,10 @@ class BatchingTailer {
     // Room for reads to go on below a wrapped-over batch (scaled down for small buffers).
     const std::size_t wrap_reserve_{
         std::min(options_.read_ahead_bytes / 8, detail::read_chunk_bytes)};
-    std::optional<detail::ParsePool<Parser, record_type>> pool_;
     // With pool_: the pieces of catch-up reads, recycled (one being framed, one read ahead).
+    // Declared before pool_, whose threads may read into them, so that they outlive it.
     std::array<detail::RangeRead, 2> ranges_;
+    std::optional<detail::ParsePool<Parser, record_type>> pool_;
     // Whether parsing keeps up with reading: with the pool, the last batch waited for was
     // parsed before it was needed; parsing here, it took no longer than getting its lines.
     bool parsing_keeps_up_{true};
