@@ -578,10 +578,10 @@ class BatchingTailer {
 
     // Catching up, the parse threads would wait for this one to read and frame the next batch
     // when their parsing is cheap: reading (the copy out of the page cache) and finding line
-    // ends are most of the work then. So when nothing is being parsed and a backlog is on disk,
-    // all threads read it, each a piece, finding that piece's line ends while it is in its
-    // cache; this thread then strings the lines together in order. Live tailing (a small
-    // backlog) and busy parsers keep the single read.
+    // ends are most of the work then. So while parsing keeps up and a backlog is on disk, all
+    // threads read it, each a piece, finding that piece's line ends while it is in its cache;
+    // this thread then strings the lines together in order. Live tailing (a small backlog) and
+    // slow parsers keep the single read.
     bool range_worthwhile() {
         if (!pool_ || !parsing_keeps_up_ || framer_.in_long_line()) {
             return false;
