@@ -81,8 +81,9 @@ inline constexpr std::size_t range_pieces_per_thread = 4;
 /// Delivery: a batch is cut once it holds max_batch_lines lines or max_batch_bytes bytes, or
 /// its first line has waited `linger`; its parsed records then go to the sink (lines the
 /// parser drops or throws on are not among them). The sink runs on the tailer's thread; while
-/// it runs nothing more is read (with parse_threads > 1, the next batch is parsed meanwhile),
-/// so memory stays within read_ahead_bytes whatever the backlog. Faults go to the error
+/// it runs nothing more is read (with parse_threads > 1, the next batch is parsed meanwhile,
+/// or, catching up with a cheap parser, the range already handed out is read), so memory stays
+/// within read_ahead_bytes whatever the backlog. Faults go to the error
 /// handler (by default a RateLimitedPrinter on stderr); none stops the tailer.
 template <class Parser>
 class BatchingTailer {
