@@ -35,8 +35,7 @@ constexpr std::size_t chunk = detail::read_chunk_bytes;
 // byte, as simdjson may, so that ThreadSanitizer sees a read that writes into it.
 struct CheckedParser {
     std::optional<std::string_view> parse(std::string_view line) const {
-        const volatile char* last = line.data() + line.size() + line_padding - 1;
-        static_cast<void>(*last);
+        touch_padding(line);
         if (line.find('!') != std::string_view::npos) {
             throw std::runtime_error("bang");
         }
@@ -444,8 +443,7 @@ TEST_CASE("catching up, a range is not read into the padding of a batch the pool
             if (!line.empty() && (line[0] == 'L' || line[0] == 'y')) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(line[0] == 'L' ? 2 : 1));
             }
-            const volatile char* last = line.data() + line.size() + line_padding - 1;
-            static_cast<void>(*last);
+            touch_padding(line);
             if (!line.empty() && line[0] == 's' && !appended->exchange(true)) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(3));
                 std::string more;
