@@ -158,6 +158,20 @@ struct Outcome {
     TailerStats stats;
 };
 
+// Options for catching up on `path` to its end: "\r\n" stripped, a 16-piece buffer.
+TailOptions catch_up_options(const fs::path& path, unsigned threads, std::size_t max,
+                             LongLinePolicy policy, std::size_t batch_lines) {
+    auto options = quick_options(path);
+    options.parse_threads = threads;
+    options.strip_cr = true;
+    options.max_line_bytes = max;
+    options.long_lines = policy;
+    options.read_ahead_bytes = 16 * chunk;
+    options.max_batch_lines = batch_lines;
+    options.idle_exit = 100ms;
+    return options;
+}
+
 Outcome catch_up(const TailOptions& options) {
     Outcome out;
     ErrorLog errors;
@@ -209,14 +223,7 @@ TEST_CASE("catching up, all parse threads read the backlog and every line arrive
          {std::tuple{2u, LongLinePolicy::truncate}, std::tuple{3u, LongLinePolicy::truncate},
           std::tuple{2u, LongLinePolicy::skip}, std::tuple{3u, LongLinePolicy::split}}) {
         DYNAMIC_SECTION("parse_threads=" << threads << " policy=" << static_cast<int>(policy)) {
-            auto options = quick_options(path);
-            options.parse_threads = threads;
-            options.strip_cr = true;
-            options.max_line_bytes = max;
-            options.long_lines = policy;
-            options.read_ahead_bytes = 16 * chunk;
-            options.max_batch_lines = 50;
-            options.idle_exit = 100ms;
+            const auto options = catch_up_options(path, threads, max, policy, 50);
             const Expected expected = expect(content, max, policy);
             REQUIRE(expected.long_lines > 0);
             REQUIRE(!expected.parse_failures.empty());
@@ -264,14 +271,7 @@ TEST_CASE("catching up, lines longer than a range or than the buffer follow the 
     for (const auto policy :
          {LongLinePolicy::truncate, LongLinePolicy::skip, LongLinePolicy::split}) {
         DYNAMIC_SECTION("policy=" << static_cast<int>(policy)) {
-            auto options = quick_options(path);
-            options.parse_threads = 2;
-            options.strip_cr = true;
-            options.max_line_bytes = max;
-            options.long_lines = policy;
-            options.read_ahead_bytes = 16 * chunk;
-            options.max_batch_lines = 20;
-            options.idle_exit = 100ms;
+            const auto options = catch_up_options(path, 2, max, policy, 20);
             const Expected expected = expect(content, max, policy);
             const Outcome got = catch_up(options);
             check_same(got.records, expected.records);
