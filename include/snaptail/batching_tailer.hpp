@@ -890,7 +890,13 @@ class BatchingTailer {
             if (job.lines.empty()) {
                 job.started = clock::now();
             }
-            job.lines.push_back({line.text, line_number, line_start_});
+            // A piece of a split line has an offset of its own, so that records stay unique
+            // by (file, offset); other lines start at line_start_.
+            const std::uint64_t offset =
+                line.long_line
+                    ? base_offset_ + static_cast<std::uint64_t>(line.text.data() - buffer_.get())
+                    : line_start_;
+            job.lines.push_back({line.text, line_number, offset});
             job.bytes += line.text.size();
         }
         if (line.ends_line) {
@@ -1042,7 +1048,7 @@ class BatchingTailer {
         }
         if (!job.records.empty()) {
             batch_type batch(std::span<record_type>(job.records), first_line, last_line, job.end,
-                             job.bytes);
+                             job.bytes, job.batch_lines());
             if (position_frozen_) {
                 report_undelivered(batch);
             } else if (!send(batch)) {

@@ -2,6 +2,7 @@
 // threads that parses batches in contiguous slices when parse_threads > 1.
 #pragma once
 
+#include <snaptail/batch.hpp>
 #include <snaptail/detail/range_read.hpp>
 #include <snaptail/line_parser.hpp>
 #include <snaptail/position.hpp>
@@ -23,13 +24,6 @@
 
 namespace snaptail::detail {
 
-/// A framed line waiting for its parser: a view into the read buffer and where it came from.
-struct LineRef {
-    std::string_view text;
-    std::uint64_t line;    // 1-based line number
-    std::uint64_t offset;  // byte offset of the line's start
-};
-
 /// A line whose parse threw.
 struct ParseFailure {
     std::uint64_t line;
@@ -46,10 +40,14 @@ struct ParsedSlice {
     std::uint64_t unrecorded_failures{0};  // failures that could not be stored (out of memory)
     std::uint64_t first_line{0};           // of the first record
     std::uint64_t last_line{0};            // of the last record
+    // Indices (in the job's lines) of the lines that gave no record (filtered or failed), in
+    // order: Batch::line_of maps a record back to its line with them. Grows only on drops.
+    std::vector<std::uint32_t> dropped;
 
     void clear() noexcept {
         records.clear();
         failures.clear();
+        dropped.clear();
         filtered = 0;
         unrecorded_failures = 0;
         first_line = last_line = 0;
@@ -66,25 +64,38 @@ void record_failure(ParsedSlice<R>& out, const LineRef& line, const char* messag
     }
 }
 
-/// Parses `lines` in order into `out`. Never throws: a parser's exception becomes a failure of
-/// its line, and so does running out of memory for the record. No allocation per line beyond
-/// the record vector's growth (and the parser's own).
+/// Parses `lines` (the job's lines from index `first` on) in order into `out`. Never throws: a
+/// parser's exception becomes a failure of its line, and so does running out of memory for the
+/// record. No allocation per line beyond the record vector's growth (and the parser's own).
 template <class Parser, class R>
-void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>& out) {
+void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>& out,
+                 std::size_t first = 0) {
+    // Room for every line to be dropped, so that noting a drop never allocates (or fails).
+    try {
+        out.dropped.reserve(out.dropped.size() + lines.size());
+    } catch (...) {
+        // Out of memory before parsing: no record could be mapped to its line, so none is made;
+        // every line is counted (and reported) as a failure rather than lost quietly.
+        out.unrecorded_failures += lines.size();
+        return;
+    }
     // The per-line writes go to locals: two threads parse neighbouring slices of one job, and
     // the slices sit side by side in a vector, so writing `out` per line would bounce its cache
     // line between the cores (false sharing).
     std::vector<R> records = std::move(out.records);
     const bool had_records = !records.empty();
+    std::size_t index = first;
     std::uint64_t filtered = 0;
     std::uint64_t first_line = 0;
     std::uint64_t last_line = 0;
     for (const LineRef& line : lines) {
+        const auto at = static_cast<std::uint32_t>(index++);
         try {
             if constexpr (unwrap_optional<parse_result_t<Parser>>::is_optional) {
                 auto record = parser.parse(line.text);
                 if (!record) {
                     ++filtered;
+                    out.dropped.push_back(at);
                     continue;
                 }
                 records.push_back(std::move(*record));
@@ -93,9 +104,11 @@ void parse_lines(Parser& parser, std::span<const LineRef> lines, ParsedSlice<R>&
             }
         } catch (const std::exception& e) {
             record_failure(out, line, e.what());
+            out.dropped.push_back(at);
             continue;
         } catch (...) {
             record_failure(out, line, "parser threw a non-std exception");
+            out.dropped.push_back(at);
             continue;
         }
         if (first_line == 0) {
@@ -119,6 +132,7 @@ struct ParseJob {
     std::vector<LineRef> lines;
     std::vector<ParsedSlice<R>> slices;  // one per chunk of lines, in file order
     std::vector<R> records;              // the slices' records, merged in file order
+    std::vector<std::uint32_t> dropped;  // the slices' dropped line indices, merged in order
     std::size_t bytes{0};                // line bytes offered to the parser
     std::chrono::steady_clock::time_point started{};
     Position end;                // just past the last line consumed for this batch
@@ -136,12 +150,14 @@ struct ParseJob {
             slice.clear();
         }
         records.clear();
+        dropped.clear();
         bytes = 0;
     }
 
     /// Moves the slices' records into `records`, in order (a swap when only the first slice
     /// has any: a single slice, or a job parsed by one thread).
     void merge() {
+        merge_dropped();
         if (std::all_of(slices.begin() + 1, slices.end(),
                         [](const ParsedSlice<R>& slice) { return slice.records.empty(); })) {
             records.swap(slices[0].records);
@@ -157,6 +173,23 @@ struct ParseJob {
                 records.push_back(std::move(record));
             }
             slice.records.clear();
+        }
+    }
+
+    /// The lines of record `i` of `records` (after merge()), for Batch::line_of.
+    BatchLines batch_lines() const noexcept {
+        return BatchLines{std::span<const LineRef>(lines), std::span<const std::uint32_t>(dropped)};
+    }
+
+  private:
+    void merge_dropped() {
+        if (std::all_of(slices.begin() + 1, slices.end(),
+                        [](const ParsedSlice<R>& slice) { return slice.dropped.empty(); })) {
+            dropped.swap(slices[0].dropped);
+            return;
+        }
+        for (auto& slice : slices) {
+            dropped.insert(dropped.end(), slice.dropped.begin(), slice.dropped.end());
         }
     }
 };
@@ -279,7 +312,7 @@ class ParsePool {
         const std::size_t begin = chunk * job.chunk_lines;
         const std::size_t end = std::min(job.lines.size(), begin + job.chunk_lines);
         parse_lines(parser, std::span<const LineRef>(job.lines).subspan(begin, end - begin),
-                    job.slices[chunk]);
+                    job.slices[chunk], begin);
         if (job.pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             std::lock_guard lock(mutex_);  // so that the waiter cannot miss the notification
             done_.notify_one();
