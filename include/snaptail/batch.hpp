@@ -40,13 +40,15 @@ template <class R>
 class Batch {
   public:
     Batch(std::span<R> records, std::uint64_t first_line, std::uint64_t last_line,
-          Position end_position, std::size_t bytes, detail::BatchLines lines = {}) noexcept
+          Position end_position, std::size_t bytes, detail::BatchLines lines = {},
+          std::string_view path = {}) noexcept
         : records_(records),
           first_line_(first_line),
           last_line_(last_line),
           end_position_(end_position),
           bytes_(bytes),
-          lines_(lines) {}
+          lines_(lines),
+          path_(path) {}
 
     /// The records, in file order.
     std::span<R> records() const noexcept { return records_; }
@@ -56,6 +58,9 @@ class Batch {
     std::uint64_t first_line() const noexcept { return first_line_; }
     /// 1-based number, in its file, of the line of the last record.
     std::uint64_t last_line() const noexcept { return last_line_; }
+    /// The path of the batch's file (every batch comes from one file): in a file set, the name
+    /// the file had when the batch was cut.
+    std::string_view path() const noexcept { return path_; }
     /// The file and the byte offset just past the last line consumed for this batch: what a
     /// checkpoint stores to resume after it.
     const Position& end_position() const noexcept { return end_position_; }
@@ -97,6 +102,7 @@ class Batch {
     Position end_position_;
     std::size_t bytes_;
     detail::BatchLines lines_;
+    std::string_view path_;
 };
 
 }  // namespace snaptail

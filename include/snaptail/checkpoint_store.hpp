@@ -1,6 +1,7 @@
 // A file that remembers a tailer's position across restarts and crashes.
 #pragma once
 
+#include <snaptail/checkpoint_state.hpp>
 #include <snaptail/detail/unique_fd.hpp>
 #include <snaptail/position.hpp>
 
@@ -25,7 +26,8 @@ class CheckpointError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-/// Stores one Position in a small text file.
+/// Stores one Position (format version 1), or a file set's CheckpointState (version 2), in a
+/// small text file.
 ///
 /// save() is atomic on every call (write a temporary file beside it, then rename it over the
 /// old one), so a crash at any moment leaves a whole checkpoint, old or new. Durability against
@@ -46,10 +48,74 @@ class CheckpointStore {
     /// The checkpoint file.
     const std::filesystem::path& path() const noexcept { return file_; }
 
-    /// Reads and validates the checkpoint. nullopt when the file does not exist; throws
+    /// Reads and validates a version 1 checkpoint. nullopt when the file does not exist; throws
     /// CheckpointError when it cannot be read or is not a whole, valid checkpoint. The path
     /// it was saved for is stored in `saved_for` when given. Blocks on the disk; allocates.
     std::optional<Position> load(std::string* saved_for = nullptr) const {
+        auto text = read_text(max_size);
+        if (!text) {
+            return std::nullopt;
+        }
+        ParsedPosition parsed = parse_position(*text);
+        if (!parsed.position) {
+            fail(parsed.error);
+        }
+        if (saved_for != nullptr) {
+            *saved_for = std::move(parsed.path);
+        }
+        return parsed.position;
+    }
+
+    /// Reads and validates a checkpoint of either version (see parse_checkpoint). nullopt when
+    /// the file does not exist; throws CheckpointError as load() does. Blocks on the disk;
+    /// allocates.
+    std::optional<CheckpointState> load_state() const {
+        auto text = read_text(max_state_size);
+        if (!text) {
+            return std::nullopt;
+        }
+        ParsedCheckpoint parsed = parse_checkpoint(*text);
+        if (!parsed.state) {
+            fail(parsed.error);
+        }
+        return std::move(parsed.state);
+    }
+
+    /// Replaces the checkpoint atomically with `position` (saved for `path`), in format version
+    /// 1. Throws CheckpointError naming the failure (a full disk, permissions); the old
+    /// checkpoint is then intact. Blocks on the disk; flushes it at most once per
+    /// sync_interval. Allocates.
+    void save(const Position& position, std::string_view path = {}) {
+        replace_with(to_text(position, path));
+    }
+
+    /// Replaces the checkpoint atomically with `state` (version 1 or 2, as state.version
+    /// says), as save() does.
+    void save(const CheckpointState& state) { replace_with(to_text(state)); }
+
+    /// Makes the last save() durable now (fsync of the file and its directory). Blocks on the
+    /// disk. Throws CheckpointError when the flush fails.
+    void sync() {
+        if (!dirty_) {
+            return;
+        }
+        detail::UniqueFd fd(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd || ::fsync(fd.get()) != 0) {
+            fail(fmt::format("cannot flush: {}", std::generic_category().message(errno)));
+        }
+        sync_directory();
+        last_sync_ = clock::now();
+        dirty_ = false;
+    }
+
+    /// Largest file load() accepts.
+    static constexpr std::size_t max_size = 64 * 1024;
+    /// Largest file load_state() accepts (a file set of about 400,000 files).
+    static constexpr std::size_t max_state_size = std::size_t{64} << 20;
+
+  private:
+    // The file's bytes, up to `limit`; nullopt when it does not exist.
+    std::optional<std::string> read_text(std::size_t limit) const {
         const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
             if (errno == ENOENT) {
@@ -62,9 +128,14 @@ class CheckpointStore {
         if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
             fail("is not a regular file");
         }
-        std::string text(max_size + 1, '\0');
+        // Sized for the file as it is now; it may grow while it is read, up to the limit.
+        const auto size = static_cast<std::size_t>(st.st_size);
+        std::string text(std::min(limit, std::max<std::size_t>(size, 4096)) + 1, '\0');
         std::size_t used = 0;
         for (;;) {
+            if (used == text.size()) {
+                text.resize(std::min(limit + 1, text.size() * 2));
+            }
             const ssize_t n = ::read(fd, text.data() + used, text.size() - used);
             if (n < 0 && errno == EINTR) {
                 continue;
@@ -76,26 +147,16 @@ class CheckpointStore {
                 break;
             }
             used += static_cast<std::size_t>(n);
-            if (used > max_size) {
-                fail(fmt::format("larger than {} bytes: not a checkpoint", max_size));
+            if (used > limit) {
+                fail(fmt::format("larger than {} bytes: not a checkpoint", limit));
             }
         }
         text.resize(used);
-        ParsedPosition parsed = parse_position(text);
-        if (!parsed.position) {
-            fail(parsed.error);
-        }
-        if (saved_for != nullptr) {
-            *saved_for = std::move(parsed.path);
-        }
-        return parsed.position;
+        return text;
     }
 
-    /// Replaces the checkpoint atomically with `position` (saved for `path`). Throws
-    /// CheckpointError naming the failure (a full disk, permissions); the old checkpoint is then
-    /// intact. Blocks on the disk; flushes it at most once per sync_interval. Allocates.
-    void save(const Position& position, std::string_view path = {}) {
-        const std::string text = to_text(position, path);
+    // Writes `text` to a temporary file beside the checkpoint and renames it over it.
+    void replace_with(const std::string& text) {
         const auto now = clock::now();
         const bool durable = !synced_once_ || now - last_sync_ >= sync_interval_;
         {
@@ -140,25 +201,8 @@ class CheckpointStore {
         }
     }
 
-    /// Makes the last save() durable now (fsync of the file and its directory). Blocks on the
-    /// disk. Throws CheckpointError when the flush fails.
-    void sync() {
-        if (!dirty_) {
-            return;
-        }
-        detail::UniqueFd fd(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd || ::fsync(fd.get()) != 0) {
-            fail(fmt::format("cannot flush: {}", std::generic_category().message(errno)));
-        }
-        sync_directory();
-        last_sync_ = clock::now();
-        dirty_ = false;
-    }
 
-    /// Largest file load() accepts.
-    static constexpr std::size_t max_size = 64 * 1024;
 
-  private:
     [[noreturn]] void fail(std::string_view what) const {
         throw CheckpointError(fmt::format("snaptail: checkpoint {}: {}", file_.string(), what));
     }

@@ -1,6 +1,8 @@
 // Counters a BatchingTailer publishes for monitoring.
 #pragma once
 
+#include <snaptail/position.hpp>
+
 #include <fmt/format.h>
 
 #include <cstddef>
@@ -8,6 +10,18 @@
 #include <string>
 
 namespace snaptail {
+
+/// One followed file's state, as of the tailer's last wait.
+struct FileStats {
+    std::string path;                ///< The name the file had when last seen.
+    FileId file;                     ///< Device and inode.
+    bool open{false};                ///< Whether its descriptor is open.
+    bool done{false};                ///< Follow newest: read to its end and left for a newer file.
+    std::uint64_t offset{0};         ///< Just past the last delivered line.
+    std::uint64_t lines{0};          ///< Lines before that offset (the last delivered line's number).
+    std::uint64_t size{0};           ///< Its size when last seen.
+    std::size_t pending_bytes{0};    ///< Read but not delivered.
+};
 
 /// A snapshot of a tailer's counters, as of its last delivered batch or wait.
 struct TailerStats {
@@ -36,6 +50,16 @@ struct TailerStats {
     /// Stretches of a backlog read by all parse threads at once (parse_threads > 1, while
     /// parsing keeps up with reading).
     std::uint64_t parallel_reads{0};
+    /// Files being followed (open or waiting for more data; a single path: 0 or 1).
+    std::uint64_t files{0};
+    /// Files that appeared (found by a scan or an event) since the start.
+    std::uint64_t files_found{0};
+    /// Follow newest: files read to their end and left for a newer one.
+    std::uint64_t files_done{0};
+    /// Files gone before they were read to their end (each reported as a gap).
+    std::uint64_t files_lost{0};
+    /// Descriptors closed to stay within FileSet::max_open_files (reopened by identity).
+    std::uint64_t files_closed_idle{0};
 };
 
 }  // namespace snaptail
@@ -50,11 +74,13 @@ struct fmt::formatter<snaptail::TailerStats> : fmt::formatter<std::string_view> 
             "sink_errors={} skipped_batches={} skipped_records={} rotations={} truncations={} "
             "io_errors={} commits={} checkpoint_errors={} file={} open={} waiting_for_path={} "
             "offset={} lag={} pending_bytes={} "
-            "read_ahead_high_water={} parallel_reads={}",
+            "read_ahead_high_water={} parallel_reads={} files={} files_found={} files_done={} "
+            "files_lost={} files_closed_idle={}",
             s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
             s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
             s.io_errors, s.commits, s.checkpoint_errors, s.current_file, s.file_open,
             s.waiting_for_path, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water,
-            s.parallel_reads);
+            s.parallel_reads, s.files, s.files_found, s.files_done, s.files_lost,
+            s.files_closed_idle);
     }
 };

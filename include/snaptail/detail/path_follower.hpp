@@ -21,7 +21,8 @@ enum class PathChange {
                 ///< this file and open the path again.
 };
 
-/// Follows one path across rotations. Not thread-safe: owned by the tailer's thread.
+/// Follows one path across rotations: says when the file being read is no longer the one at
+/// the path. Not thread-safe: owned by the tailer's thread.
 class PathFollower {
   public:
     using clock = std::chrono::steady_clock;
@@ -30,35 +31,30 @@ class PathFollower {
         : path_(std::move(path)), rotate_wait_(rotate_wait) {}
 
     const std::filesystem::path& path() const noexcept { return path_; }
-    FollowedFile& file() noexcept { return file_; }
-    const FollowedFile& file() const noexcept { return file_; }
 
     /// Opens the file at the path, positioned at `offset` (clamped to its size). The outcome says
     /// why not when it fails; a missing path is not an error.
-    OpenOutcome open(std::uint64_t offset = 0) {
+    OpenOutcome open(FollowedFile& file, std::uint64_t offset = 0) {
         OpenOutcome out = open_regular_file(path_);
         if (out.fd) {
             const FileId id = out.id;
-            file_ = FollowedFile(std::move(out.fd), id, offset < out.size ? offset : out.size);
+            file = FollowedFile(std::move(out.fd), id, offset < out.size ? offset : out.size);
             retiring_since_.reset();
         }
         return out;
     }
 
-    /// Reads `fd` (a file found under another name, such as a rotated one) from `offset`; it is
-    /// retired like a rotated file once the path is seen to name another file.
-    void adopt(UniqueFd fd, FileId id, std::uint64_t offset) noexcept {
-        file_ = FollowedFile(std::move(fd), id, offset);
-        retiring_since_.reset();
-    }
+    /// `file` is being read under another name (a rotated file found on resume); it is retired
+    /// like a rotated file once the path is seen to name another file.
+    void adopted() noexcept { retiring_since_.reset(); }
 
-    /// Compares the path with the open file; call when the file has no more data to read.
-    PathChange check(clock::time_point now) {
+    /// Compares the path with `file`; call when the file has no more data to read.
+    PathChange check(const FollowedFile& file, clock::time_point now) {
         struct stat st {};
         const bool names_file = ::stat(path_.c_str(), &st) == 0;
-        if (names_file && file_id(st) == file_.id()) {
+        if (names_file && file_id(st) == file.id()) {
             retiring_since_.reset();  // a rename back, or a false alarm
-            if (static_cast<std::uint64_t>(st.st_size) < file_.offset()) {
+            if (static_cast<std::uint64_t>(st.st_size) < file.offset()) {
                 return PathChange::truncated;
             }
             return PathChange::none;
@@ -77,16 +73,12 @@ class PathFollower {
         return *retiring_since_ + rotate_wait_;
     }
 
-    /// Closes the open file; the next open() takes whatever the path names then.
-    void close() noexcept {
-        file_.close();
-        retiring_since_.reset();
-    }
+    /// The file was closed; the next open() takes whatever the path names then.
+    void closed() noexcept { retiring_since_.reset(); }
 
   private:
     std::filesystem::path path_;
     std::chrono::milliseconds rotate_wait_;
-    FollowedFile file_;
     std::optional<clock::time_point> retiring_since_;
 };
 
