@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace snaptail::test {
@@ -98,6 +99,7 @@ struct BatchInfo {
     std::uint64_t first_line;
     std::uint64_t last_line;
     Position end;
+    std::string path;
 };
 
 /// A sink that copies every delivered line and wakes waiters.
@@ -112,9 +114,10 @@ class Collector {
             std::lock_guard lock(mutex_);
             for (std::string_view line : batch.records()) {
                 lines_.emplace_back(line);
+                paths_.emplace_back(batch.path());
             }
-            batches_.push_back(
-                {batch.size(), batch.first_line(), batch.last_line(), batch.end_position()});
+            batches_.push_back({batch.size(), batch.first_line(), batch.last_line(),
+                                batch.end_position(), std::string(batch.path())});
             changed_.notify_all();
         };
     }
@@ -133,6 +136,26 @@ class Collector {
         std::lock_guard lock(mutex_);
         return batches_;
     }
+    /// The lines that came from `path` (Batch::path()), in the order delivered.
+    std::vector<std::string> lines_of(const fs::path& path) const {
+        std::lock_guard lock(mutex_);
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < lines_.size(); ++i) {
+            if (paths_[i] == path.string()) {
+                out.push_back(lines_[i]);
+            }
+        }
+        return out;
+    }
+    /// Each delivered line with the path of its batch, in the order delivered.
+    std::vector<std::pair<std::string, std::string>> lines_with_paths() const {
+        std::lock_guard lock(mutex_);
+        std::vector<std::pair<std::string, std::string>> out;
+        for (std::size_t i = 0; i < lines_.size(); ++i) {
+            out.emplace_back(paths_[i], lines_[i]);
+        }
+        return out;
+    }
 
     /// Runs on the tailer's thread before a batch is recorded; may throw or sleep.
     std::function<void(Batch<std::string_view>&)> before_batch;
@@ -141,6 +164,7 @@ class Collector {
     mutable std::mutex mutex_;
     std::condition_variable changed_;
     std::vector<std::string> lines_;
+    std::vector<std::string> paths_;  // the batch path of each line
     std::vector<BatchInfo> batches_;
 };
 
@@ -191,6 +215,22 @@ class ErrorLog {
 inline void touch_padding(std::string_view line) {
     const volatile char* last = line.data() + line.size() + line_padding - 1;
     static_cast<void>(*last);
+}
+
+/// Options for a file set `glob` under `root` that react quickly in tests.
+inline TailOptions quick_set_options(const fs::path& root, std::string glob,
+                                     FollowMode mode = FollowMode::newest) {
+    TailOptions options;
+    options.files = FileSet{};
+    options.files->root = root;
+    options.files->glob = std::move(glob);
+    options.files->mode = mode;
+    options.linger = 1ms;
+    options.poll_interval = 20ms;
+    options.rotate_wait = 50ms;
+    options.sink_retry_initial = 1ms;
+    options.sink_retry_max = 20ms;
+    return options;
 }
 
 /// Options that react quickly in tests; timing only affects latency, never correctness.

@@ -6,6 +6,8 @@
 #include <snaptail/checkpoint_store.hpp>
 #include <snaptail/detail/batch_pipeline.hpp>
 #include <snaptail/detail/committer.hpp>
+#include <snaptail/detail/follow_all.hpp>
+#include <snaptail/detail/follow_newest.hpp>
 #include <snaptail/detail/path_source.hpp>
 #include <snaptail/detail/reporter.hpp>
 #include <snaptail/detail/source.hpp>
@@ -53,7 +55,8 @@ struct record_or_void<P> {
 
 }  // namespace detail
 
-/// Follows one file and delivers its lines, parsed by `Parser`, in batches to a sink.
+/// Follows one file, or a directory of rolling files (TailOptions::files), and delivers their
+/// lines, parsed by `Parser`, in batches to a sink; every batch comes from one file.
 ///
 ///     snaptail::TailOptions options;
 ///     options.path = "/var/log/orders.log";
@@ -93,21 +96,25 @@ class BatchingTailer {
         : options_((validate(options), std::move(options))),
           reporter_(on_error ? std::move(on_error) : ErrorHandler(RateLimitedPrinter{})),
           pipeline_(options_, std::move(parser), std::move(sink), stats_, reporter_),
-          committer_(options_, stats_, reporter_, options_.path.string()) {
+          committer_(options_, stats_, reporter_, source_name(options_)) {
         if (!pipeline_.has_sink()) {
             throw InvalidOptions(
                 "snaptail: BatchingTailer needs a sink (an empty function was given)");
         }
-        shared_stats_.current_file = options_.path.string();
         std::optional<Position> resume;
         if (options_.start.kind() == StartAt::Kind::position) {
             resume = options_.start.saved();
         }
-        if (options_.checkpoint_path) {
-            load_checkpoint(resume);
+        if (options_.files) {
+            make_set_source(resume);
+        } else {
+            if (options_.checkpoint_path) {
+                load_checkpoint(resume);
+            }
+            source_ = std::make_unique<detail::PathSource>(options_, stats_, reporter_, pipeline_,
+                                                           committer_, resume);
         }
-        source_ = std::make_unique<detail::PathSource>(options_, stats_, reporter_, pipeline_,
-                                                       committer_, resume);
+        shared_stats_.current_file = source_name(options_);
         committer_.set_state([this] { return source_->checkpoint_state(); });
     }
 
@@ -143,10 +150,10 @@ class BatchingTailer {
                 run_claimed(std::move(stop));
             } catch (const std::exception& e) {
                 reporter_.report(ErrorKind::stopped, fmt::format("tailer stopped: {}", e.what()),
-                                 options_.path.string());
+                                 source_name(options_));
             } catch (...) {
                 reporter_.report(ErrorKind::stopped, "tailer stopped: unknown exception",
-                                 options_.path.string());
+                                 source_name(options_));
             }
         });
     }
@@ -202,7 +209,8 @@ class BatchingTailer {
         std::stop_callback wake_on_stop(stop, [this] { source_->wake(); });
         stop_ = stop;
         pipeline_.begin_run(
-            std::move(stop), [this](std::chrono::milliseconds delay) { sleep_unless_stopped(delay); },
+            std::move(stop),
+            [this](std::chrono::milliseconds delay) { sleep_unless_stopped(delay); },
             [this](detail::FileReader&) { on_released(); });
         loop();
         finish_run();
@@ -216,10 +224,12 @@ class BatchingTailer {
                 last_input_ = now;
             }
             bool got = false;
-            for (detail::FileReader* reader : source_->turn()) {
+            const auto readers = source_->turn();
+            for (std::size_t i = 0; i < readers.size(); ++i) {
+                detail::FileReader* reader = readers[i];
                 pipeline_.switch_to(*reader);
                 const bool read = reader->read_and_frame(pipeline_);
-                source_->was_read(*reader, read, now);
+                source_->was_read(i, read, now);
                 if (read) {
                     got = true;
                     last_input_ = clock::now();
@@ -272,6 +282,53 @@ class BatchingTailer {
             committer_.commit(false);
         }
         publish_stats(false);
+    }
+
+    // "the path", or "root/glob" for a file set: what reports and stats name.
+    static std::string source_name(const TailOptions& options) {
+        return options.files ? (options.files->root / options.files->glob).string()
+                             : options.path.string();
+    }
+
+    // A file set resumes from a version 2 checkpoint of the same root and pattern, or, from a
+    // version 1 checkpoint (a single path before), in the file that position names.
+    void make_set_source(std::optional<Position> resume) {
+        detail::SetStart start;
+        start.position = resume;
+        if (auto* store = committer_.store()) {
+            try {
+                if (auto saved = store->load_state()) {
+                    if (saved->version == 1) {
+                        start.position = saved->files.front().position;
+                    } else if (saved->root != options_.files->root.string() ||
+                               saved->glob != options_.files->glob) {
+                        throw CheckpointError(fmt::format(
+                            "snaptail: checkpoint {}: it was saved for the file set {}/{}, not "
+                            "for {}",
+                            store->path().string(), saved->root, saved->glob,
+                            source_name(options_)));
+                    } else {
+                        start.position.reset();
+                        start.saved = std::move(saved);
+                    }
+                }
+            } catch (const CheckpointError& e) {
+                if (options_.corrupt_checkpoint == CorruptCheckpoint::fail) {
+                    throw;
+                }
+                reporter_.report(
+                    ErrorKind::checkpoint,
+                    fmt::format("{}; starting as TailOptions::start says instead", e.what()),
+                    source_name(options_));
+            }
+        }
+        if (options_.files->mode == FollowMode::all_files) {
+            source_ = std::make_unique<detail::FollowAll>(options_, stats_, reporter_, pipeline_,
+                                                          committer_, std::move(start));
+        } else {
+            source_ = std::make_unique<detail::FollowNewest>(options_, stats_, reporter_, pipeline_,
+                                                             committer_, std::move(start));
+        }
     }
 
     void load_checkpoint(std::optional<Position>& resume) {
@@ -341,6 +398,10 @@ class BatchingTailer {
         std::string file = std::move(shared_stats_.current_file);
         shared_stats_ = stats_;
         shared_stats_.current_file = std::move(file);
+        if (const std::string* current = source_->current_file();
+            current != nullptr && *current != shared_stats_.current_file) {
+            shared_stats_.current_file = *current;  // a file set moved on to its next file
+        }
         if (files) {
             shared_files_ = files_;
         }

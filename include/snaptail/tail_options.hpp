@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace snaptail {
 
@@ -72,11 +73,61 @@ class InvalidOptions : public std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
+/// How the files of a FileSet are put in order: which one is newer.
+enum class FileOrder {
+    /// By relative path, directory by directory, runs of digits compared as numbers:
+    /// `9` < `10`, `20261204/23` < `20261205/0`.
+    natural,
+    /// By modification time when the file was first seen (ties: natural order). Fixed at first
+    /// sight, so that a file being written does not move past newer ones.
+    modified,
+};
+
+/// Which files of a FileSet are read.
+enum class FollowMode {
+    /// One file at a time, in order: once a newer file exists and the current one has been
+    /// quiet at its end for rotate_wait, the current one is finished and the next in order is
+    /// read from its first byte; none is skipped.
+    newest,
+    /// Every matching file at once, new ones as they appear, each read in turn a bounded amount,
+    /// with at most max_open_files descriptors open.
+    all_files,
+};
+
+/// A directory of rolling files: every regular file under `root` whose path relative to `root`
+/// matches `glob`. A file keeps its identity (device and inode) across renames within the set.
+struct FileSet {
+    /// The directory the pattern starts from. It need not exist yet.
+    std::filesystem::path root;
+    /// '/'-separated; each part is a glob(7) pattern for one directory level (`*`, `?`,
+    /// `[...]`, `\` escapes; a leading '.' is matched only by a '.' in the pattern), e.g.
+    /// `hourly/*/*` or `*.log`. No `**`: the depth is fixed by the number of parts.
+    std::string glob;
+    FileOrder order{FileOrder::natural};
+    FollowMode mode{FollowMode::newest};
+    /// all_files: most descriptors open at once; the least recently active idle file is closed
+    /// beyond it and reopened by identity when it grows.
+    std::size_t max_open_files{1024};
+    /// With inotify, a full rescan of the set this often as a guard against missed events
+    /// (without inotify the set is rescanned every poll_interval).
+    std::chrono::milliseconds scan_interval{std::chrono::seconds{10}};
+    /// The checkpoint keeps the position of a file that is gone from the set this long
+    /// (it may come back, renamed or on a remounted disk), then forgets it.
+    std::chrono::seconds forget_after{std::chrono::hours{24}};
+
+    friend bool operator==(const FileSet&, const FileSet&) = default;
+};
+
 /// Options of a BatchingTailer. Plain data; validated when the tailer is constructed.
 struct TailOptions {
-    /// The file to follow. It need not exist yet.
+    /// The file to follow. It need not exist yet. Exactly one of `path` and `files` is given.
     std::filesystem::path path;
-    /// Where to start in the file that exists at start.
+    /// A directory of rolling files to follow instead of one path.
+    std::optional<FileSet> files;
+    /// Where to start in the file that exists at start; in a file set: beginning reads every
+    /// file present from its first byte (follow newest: the oldest first); end starts after the
+    /// last complete line of the newest file (all_files: of every file); position starts in the
+    /// file it names (follow newest: files before it in order count as read).
     StartAt start{StartAt::beginning};
 
     /// A batch is handed to the sink when it holds this many records...
@@ -147,15 +198,62 @@ namespace detail {
     throw InvalidOptions(fmt::format("snaptail: TailOptions::{} = {}: {}", name, value, why));
 }
 
+inline void validate_file_set(const TailOptions& o) {
+    const FileSet& set = *o.files;
+    if (!o.path.empty()) {
+        reject_option("path", o.path.string(),
+                      "give either a path or a file set (TailOptions::files), not both");
+    }
+    if (set.root.empty()) {
+        reject_option("files.root", "\"\"", "the file set needs a root directory");
+    }
+    if (set.glob.empty()) {
+        reject_option("files.glob", "\"\"", "the file set needs a pattern, e.g. \"*.log\"");
+    }
+    if (set.glob.front() == '/' || set.glob.back() == '/' ||
+        set.glob.find("//") != std::string::npos) {
+        reject_option("files.glob", set.glob,
+                      "must be relative to files.root, with no empty part between slashes");
+    }
+    for (std::string_view rest = set.glob; !rest.empty();) {
+        const auto slash = rest.find('/');
+        const std::string_view part = rest.substr(0, slash);
+        if (part == "." || part == ".." || part == "**") {
+            reject_option("files.glob", set.glob,
+                          fmt::format("part '{}' is not supported (each part matches names in "
+                                      "one directory)",
+                                      part));
+        }
+        rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    }
+    if (set.max_open_files == 0) {
+        reject_option("files.max_open_files", "0", "must be at least 1");
+    }
+    if (set.scan_interval.count() <= 0) {
+        reject_option("files.scan_interval", fmt::format("{}ms", set.scan_interval.count()),
+                      "must be positive");
+    }
+    if (set.forget_after.count() < 0) {
+        reject_option("files.forget_after", fmt::format("{}s", set.forget_after.count()),
+                      "must not be negative");
+    }
+    if (!o.rotated_glob.empty()) {
+        reject_option("rotated_glob", o.rotated_glob,
+                      "applies to a single path; a file set finds its files by identity");
+    }
+}
+
 }  // namespace detail
 
 /// Throws InvalidOptions naming the first option that cannot work. Allocates only to throw.
 inline void validate(const TailOptions& o) {
     using detail::reject_option;
-    if (o.path.empty()) {
-        reject_option("path", "\"\"", "a path to follow is required");
-    }
-    if (o.path.has_filename() == false) {
+    if (o.files) {
+        detail::validate_file_set(o);
+    } else if (o.path.empty()) {
+        reject_option("path", "\"\"",
+                      "a path to follow is required (or a file set in TailOptions::files)");
+    } else if (o.path.has_filename() == false) {
         reject_option("path", o.path.string(), "must name a file, not a directory");
     }
     if (o.max_batch_lines == 0) {
@@ -193,7 +291,7 @@ inline void validate(const TailOptions& o) {
     if (o.checkpoint_path && o.checkpoint_path->empty()) {
         reject_option("checkpoint_path", "\"\"", "must name a file (or be left unset)");
     }
-    if (o.checkpoint_path && *o.checkpoint_path == o.path) {
+    if (o.checkpoint_path && !o.files && *o.checkpoint_path == o.path) {
         reject_option("checkpoint_path", o.checkpoint_path->string(),
                       "must not be the followed file itself");
     }

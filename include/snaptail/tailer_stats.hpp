@@ -40,7 +40,7 @@ struct TailerStats {
     std::uint64_t io_errors{0};    ///< Failed opens and reads (each retried).
     std::uint64_t commits{0};      ///< Checkpoints written.
     std::uint64_t checkpoint_errors{0};  ///< Checkpoint writes that failed (retried next batch).
-    std::string current_file;            ///< The path followed.
+    std::string current_file;            ///< The path followed; in a file set the file being read (follow newest), else "root/glob".
     bool file_open{false};               ///< Whether a file is open.
     bool waiting_for_path{false};        ///< No file is open because the path does not exist.
     std::uint64_t offset{0};             ///< Offset just past the last delivered line.

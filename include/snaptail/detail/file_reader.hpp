@@ -76,6 +76,9 @@ class FileReader {
         fingerprint_ = delivered_fingerprint_ = {};
     }
 
+    /// Frees the window of a closed reader; begin() allocates it again.
+    void release_window() noexcept { window_.release(); }
+
     /// The file shrank below the offset: read it again from byte 0.
     void restart_at_zero() noexcept {
         file_.seek(0);
@@ -176,8 +179,8 @@ class FileReader {
         const long n = file_.read(window_.data() + window_.end_, std::min(room, read_chunk_bytes));
         if (n < 0) {
             ++totals_.io_errors;
-            report(ErrorKind::io, fmt::format("read failed: {}", errno_text(errno)),
-                   file_.offset(), 0);
+            report(ErrorKind::io, fmt::format("read failed: {}", errno_text(errno)), file_.offset(),
+                   0);
             return false;
         }
         if (n == 0) {
@@ -194,7 +197,8 @@ class FileReader {
     void end_file(Pipeline& pipeline) {
         frame_rest(pipeline);
         feed_base_ = window_.scan_;
-        framer_.finish(window_.unframed(), [&](const FramedLine& line) { on_line(pipeline, line); });
+        framer_.finish(window_.unframed(),
+                       [&](const FramedLine& line) { on_line(pipeline, line); });
         window_.scan_ = window_.end_;
         pipeline.flush();
     }
@@ -214,11 +218,14 @@ class FileReader {
     /// Where framing has got to in the window (what a linger cut holds up to).
     std::size_t scan() const noexcept { return window_.scan_; }
     bool far_in() const noexcept { return window_.scan_ >= compact_after_; }
+    /// A cut paused framing: bytes read are waiting to be framed.
+    bool framing_paused() const noexcept { return framing_paused_; }
 
     // --- for the pipeline and catch-up ranges ---------------------------------------------
 
     ReadWindow& window() noexcept { return window_; }
     LineFramer& framer() noexcept { return framer_; }
+    const LineFramer& framer() const noexcept { return framer_; }
     TailerStats& totals() noexcept { return totals_; }
     Reporter& reporter() noexcept { return reporter_; }
     /// Ranges are framed whole: no pause is pending after one.
@@ -253,8 +260,8 @@ class FileReader {
             // A piece of a split line has an offset of its own, so that records stay unique
             // by (file, offset); other lines start at line_start_.
             const std::uint64_t offset =
-                line.long_line ? window_.base_offset_ + static_cast<std::uint64_t>(
-                                                            line.text.data() - window_.data())
+                line.long_line ? window_.base_offset_ +
+                                     static_cast<std::uint64_t>(line.text.data() - window_.data())
                                : line_start_;
             pipeline.add(*this, LineRef{line.text, line_number, offset});
         }
@@ -300,9 +307,8 @@ class FileReader {
     template <class Pipeline>
     void frame(Pipeline& pipeline) {
         feed_base_ = window_.scan_;
-        window_.scan_ += framer_.feed(window_.unframed(), [&](const FramedLine& line) {
-            return on_line(pipeline, line);
-        });
+        window_.scan_ += framer_.feed(
+            window_.unframed(), [&](const FramedLine& line) { return on_line(pipeline, line); });
     }
 
     /// Lines and records view the window, so it is compacted only when none of this reader's

@@ -58,7 +58,7 @@ class PathSource final : public Source {
         return reader_.is_open() ? std::span<FileReader* const>(readers_)
                                  : std::span<FileReader* const>();
     }
-    void was_read(FileReader&, bool, clock::time_point) override {}
+    void was_read(std::size_t, bool, clock::time_point) override {}
 
     // The file has no more data: what does the path say now?
     bool check(clock::time_point now) override {
@@ -140,6 +140,8 @@ class PathSource final : public Source {
         }
     }
 
+    const std::string* current_file() const override { return &reader_.path_text(); }
+
     void publish_files(std::vector<FileStats>& files) const override {
         files.clear();
         if (!reader_.is_open()) {
@@ -147,9 +149,8 @@ class PathSource final : public Source {
         }
         const auto position = reader_.delivered_position();
         const long long size = reader_.file().size();
-        files.push_back(FileStats{reader_.path_text(), position.file, true, false,
-                                  position.offset, position.line,
-                                  size < 0 ? 0 : static_cast<std::uint64_t>(size),
+        files.push_back(FileStats{reader_.path_text(), position.file, true, false, position.offset,
+                                  position.line, size < 0 ? 0 : static_cast<std::uint64_t>(size),
                                   reader_.pending_bytes()});
     }
 
@@ -176,8 +177,7 @@ class PathSource final : public Source {
         }
         if (!file.is_open() && !outcome.missing) {
             ++totals_.io_errors;
-            report(outcome.not_a_file ? ErrorKind::not_a_file : ErrorKind::io, outcome.error, 0,
-                   0);
+            report(outcome.not_a_file ? ErrorKind::not_a_file : ErrorKind::io, outcome.error, 0, 0);
             open_backoff_ = open_backoff_ == std::chrono::milliseconds{0}
                                 ? options_.poll_interval
                                 : std::min(open_backoff_ * 2, max_backoff);

@@ -41,12 +41,20 @@ class ReadWindow {
         }
     }
 
+    /// Frees the buffer (an idle reader holds none); ensure() allocates it again.
+    void release() noexcept {
+        reset(base_offset_);
+        buffer_.reset();
+    }
+
     char* data() noexcept { return buffer_.get(); }
     const char* data() const noexcept { return buffer_.get(); }
     std::size_t capacity() const noexcept { return capacity_; }
 
     /// Where reads must stop: the capacity, or below a wrapped-over batch.
-    std::size_t read_limit() const noexcept { return high_job_ != nullptr ? high_begin_ : capacity_; }
+    std::size_t read_limit() const noexcept {
+        return high_job_ != nullptr ? high_begin_ : capacity_;
+    }
     /// Bytes read but not delivered.
     std::size_t pending_bytes() const noexcept {
         return end_ - hold_ + (high_job_ != nullptr ? high_end_ - high_begin_ : 0);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace snaptail::detail {
@@ -33,8 +34,8 @@ class Source {
     virtual bool refresh(clock::time_point now) = 0;
     /// The readers to read this turn, in order; each is read once per turn.
     virtual std::span<FileReader* const> turn() = 0;
-    /// `reader` was read in this turn: `got` says whether it returned anything.
-    virtual void was_read(FileReader& reader, bool got, clock::time_point now) = 0;
+    /// The reader at `index` of this turn was read: `got` says whether it returned anything.
+    virtual void was_read(std::size_t index, bool got, clock::time_point now) = 0;
     /// A whole turn read nothing: looks at what the paths say now. True when something changed
     /// (a file retired or truncated, one appeared) and reading should go on at once.
     virtual bool check(clock::time_point now) = 0;
@@ -56,6 +57,8 @@ class Source {
     virtual void publish(TailerStats& stats) const = 0;
     /// Per-file stats (one entry per known file).
     virtual void publish_files(std::vector<FileStats>& files) const = 0;
+    /// The file being read, when there is one such file (nullptr: none, or many at once).
+    virtual const std::string* current_file() const = 0;
 };
 
 }  // namespace snaptail::detail
