@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -23,36 +22,11 @@
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::parse_number;
-using snaptail::examples::print_help;
-using snaptail::examples::take_path;
+using snaptail::examples::add_choice;
+using snaptail::examples::add_milliseconds;
+using snaptail::examples::add_number;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
-
-constexpr std::string_view usage = R"(usage: snaptail-follow [options] PATH
-Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.
-
-  --from-beginning          start at the first line of the existing file (default)
-  --from-end                start after the existing lines
-  --batch-lines N           deliver a batch at N lines (default 4096)
-  --batch-bytes N           ... or at N bytes (default 1048576)
-  --linger-ms N             ... or when its first line has waited N ms (default 20)
-  --max-line-bytes N        longest line delivered whole (default 1048576)
-  --long-lines POLICY       truncate|skip|split lines longer than that (default truncate)
-  --read-ahead-bytes N      bytes read but not yet delivered, at most (default 8388608)
-  --poll-ms N               poll interval, and inotify's guard check (default 250)
-  --rotate-wait-ms N        read a rotated file for late writes this long (default 1000)
-  --no-inotify              poll instead of using inotify
-  --checkpoint FILE         resume from FILE if it is valid for PATH (otherwise it is reported
-                            and --from-* decide); commit positions to it
-  --commit-interval-ms N    write the checkpoint at most every N ms (default 0: every batch)
-  --sink-delay-ms N         sleep N ms per batch (a slow consumer)
-  --idle-exit-ms N          exit 0 once all read lines are out and nothing came for N ms
-  --show-batches            describe each batch on stderr
-  --stats                   print the final stats as one JSON object on stderr
-  -h, --help                this text
-)";
 
 struct Config {
     snaptail::TailOptions options;
@@ -64,68 +38,65 @@ struct Config {
 Config parse_args(int argc, char** argv) {
     Config config;
     auto& o = config.options;
-    std::optional<std::string> path;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        auto ms = [&] { return std::chrono::milliseconds(parse_number<unsigned>(arg, value())); };
-        auto bytes = [&] { return parse_number<std::size_t>(arg, value()); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--from-beginning") {
-            o.start = snaptail::StartAt::beginning;
-        } else if (arg == "--from-end") {
-            o.start = snaptail::StartAt::end;
-        } else if (arg == "--batch-lines") {
-            o.max_batch_lines = bytes();
-        } else if (arg == "--batch-bytes") {
-            o.max_batch_bytes = bytes();
-        } else if (arg == "--linger-ms") {
-            o.linger = ms();
-        } else if (arg == "--max-line-bytes") {
-            o.max_line_bytes = bytes();
-        } else if (arg == "--long-lines") {
-            const std::string_view policy = value();
-            if (policy == "truncate") {
-                o.long_lines = snaptail::LongLinePolicy::truncate;
-            } else if (policy == "skip") {
-                o.long_lines = snaptail::LongLinePolicy::skip;
-            } else if (policy == "split") {
-                o.long_lines = snaptail::LongLinePolicy::split;
-            } else {
-                usage_error(
-                    fmt::format("--long-lines takes truncate, skip or split, not '{}'", policy));
-            }
-        } else if (arg == "--read-ahead-bytes") {
-            o.read_ahead_bytes = bytes();
-        } else if (arg == "--poll-ms") {
-            o.poll_interval = ms();
-        } else if (arg == "--rotate-wait-ms") {
-            o.rotate_wait = ms();
-        } else if (arg == "--checkpoint") {
-            o.checkpoint_path = std::string(value());
-            // A checkpoint that is not valid for PATH is reported, and --from-* decide.
-            o.corrupt_checkpoint = snaptail::CorruptCheckpoint::use_start;
-        } else if (arg == "--commit-interval-ms") {
-            o.commit_interval = ms();
-        } else if (arg == "--no-inotify") {
-            o.use_inotify = false;
-        } else if (arg == "--sink-delay-ms") {
-            config.sink_delay = ms();
-        } else if (arg == "--idle-exit-ms") {
-            o.idle_exit = ms();
-        } else if (arg == "--show-batches") {
-            config.show_batches = true;
-        } else if (arg == "--stats") {
-            config.print_stats = true;
-        } else {
-            take_path(arg, path);
-        }
-    }
-    if (!path) {
-        usage_error("PATH is missing");
-    }
-    o.path = *path;
+    CLI::App app(
+        "Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.",
+        "snaptail-follow");
+    snaptail::examples::set_style(app);
+    std::string path;
+    // Where to start: the last of --from-beginning and --from-end given wins.
+    app.add_flag_callback(
+           "--from-beginning", [&o] { o.start = snaptail::StartAt::beginning; },
+           "start at the first line of the existing file (default)")
+        ->trigger_on_parse();
+    app.add_flag_callback(
+           "--from-end", [&o] { o.start = snaptail::StartAt::end; },
+           "start after the existing lines")
+        ->trigger_on_parse();
+    add_number(app, "--batch-lines", o.max_batch_lines,
+               "deliver a batch at N lines (default 4096)");
+    add_number(app, "--batch-bytes", o.max_batch_bytes, "... or at N bytes (default 1048576)");
+    add_milliseconds(app, "--linger-ms", o.linger,
+                     "... or when its first line has waited N ms (default 20)");
+    add_number(app, "--max-line-bytes", o.max_line_bytes,
+               "longest line delivered whole (default 1048576)");
+    add_choice(app, "--long-lines", o.long_lines,
+               {{"truncate", snaptail::LongLinePolicy::truncate},
+                {"skip", snaptail::LongLinePolicy::skip},
+                {"split", snaptail::LongLinePolicy::split}},
+               "truncate|skip|split lines longer than that (default truncate)")
+        ->type_name("POLICY");
+    add_number(app, "--read-ahead-bytes", o.read_ahead_bytes,
+               "bytes read but not yet delivered, at most (default 8388608)");
+    add_milliseconds(app, "--poll-ms", o.poll_interval,
+                     "poll interval, and inotify's guard check (default 250)");
+    add_milliseconds(app, "--rotate-wait-ms", o.rotate_wait,
+                     "read a rotated file for late writes this long (default 1000)");
+    app.add_flag_callback(
+        "--no-inotify", [&o] { o.use_inotify = false; }, "poll instead of using inotify");
+    app.add_option_function<std::string>(
+           "--checkpoint",
+           [&o](const std::string& file) {
+               o.checkpoint_path = file;
+               // A checkpoint that is not valid for PATH is reported, and --from-* decide.
+               o.corrupt_checkpoint = snaptail::CorruptCheckpoint::use_start;
+           },
+           "resume from FILE if it is valid for PATH (otherwise it is reported\n"
+           "and --from-* decide); commit positions to it")
+        ->type_name("FILE");
+    add_milliseconds(app, "--commit-interval-ms", o.commit_interval,
+                     "write the checkpoint at most every N ms (default 0: every batch)");
+    add_milliseconds(app, "--sink-delay-ms", config.sink_delay,
+                     "sleep N ms per batch (a slow consumer)");
+    add_milliseconds(app, "--idle-exit-ms", o.idle_exit,
+                     "exit 0 once all read lines are out and nothing came for N ms");
+    app.add_flag("--show-batches", config.show_batches, "describe each batch on stderr");
+    app.add_flag("--stats", config.print_stats,
+                 "print the final stats as one JSON object on stderr");
+    app.add_option("PATH", path, "the file to follow (it need not exist yet)")
+        ->required()
+        ->type_name("");
+    snaptail::examples::parse_command_line(app, argc, argv);
+    o.path = path;
     return config;
 }
 
@@ -145,7 +116,6 @@ std::string stats_json(const snaptail::TailerStats& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"snaptail-follow", usage};
     Config config = parse_args(argc, argv);
 
     // SIGINT and SIGTERM are taken by a thread with sigwait, which may request stop safely;

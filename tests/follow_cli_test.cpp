@@ -111,6 +111,8 @@ TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
         {"a.log", "b.log"},
         {"--batch-lines", "0", "x.log"},
         {"--linger-ms"},
+        {"--linger-ms", "-5", "x.log"},
+        {"--batch-lines", "0x10", "x.log"},
     };
     for (const auto& args : bad) {
         Follow follow(dir, args);
@@ -121,6 +123,25 @@ TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
     Follow zero(dir, {"--batch-lines", "0", "x.log"});
     CHECK(zero.wait() == 2);
     CHECK_THAT(zero.err(), has_substring("max_batch_lines = 0"));
+}
+
+TEST_CASE("snaptail-follow -h and --help print the help on stdout and exit 0", "[follow]") {
+    TempDir dir;
+    for (const char* flag : {"-h", "--help"}) {
+        Follow follow(dir, {flag});
+        CHECK(follow.wait() == 0);
+        const std::string out = follow.out();
+        CHECK_THAT(out, Catch::Matchers::StartsWith("usage: snaptail-follow [options] PATH\n"));
+        for (const char* option :
+             {"--from-beginning", "--from-end", "--batch-lines N", "--batch-bytes N",
+              "--linger-ms N", "--max-line-bytes N", "--long-lines POLICY", "--read-ahead-bytes N",
+              "--poll-ms N", "--rotate-wait-ms N", "--no-inotify", "--checkpoint FILE",
+              "--commit-interval-ms N", "--sink-delay-ms N", "--idle-exit-ms N",
+              "--show-batches", "--stats"}) {
+            CHECK_THAT(out, has_substring(option));
+        }
+        CHECK(follow.err().empty());
+    }
 }
 
 TEST_CASE("SIGTERM and SIGINT: complete lines already read are printed, exit status 0",

@@ -40,10 +40,8 @@
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::parse_number;
-using snaptail::examples::print_help;
-using snaptail::examples::take_path;
+using snaptail::examples::add_milliseconds;
+using snaptail::examples::add_number;
 using snaptail::examples::usage_error;
 
 using order_stats::OrderParser;
@@ -51,23 +49,6 @@ using order_stats::OrderRecord;
 using order_stats::Status;
 using order_stats::status_count;
 using Clock = std::chrono::steady_clock;
-
-constexpr std::string_view usage = R"(usage: order_stats [options] PATH
-Follows PATH, an order-status log with one JSON object per line, like `tail -F`, and shows
-orders per coin and status, filled notional per coin, lines/s and lag, refreshed every second.
-Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary is printed.
-
-  --parse-threads N   threads that parse each batch (default 1: the reading thread)
-  --from-end          skip the lines already in the file (default: read them all first)
-  --idle-exit-ms N    exit once everything read is counted and nothing came for N ms
-  --linger-ms N       deliver a batch once its first line has waited N ms (default 20)
-  --strict            validate every line as JSON in full (default: only the fields used;
-                      the others are skipped with their brackets and quotes balanced)
-  --no-parse          no JSON: each line's record is its length (measures the tailer alone)
-  --quiet             no live table: only the summary at exit
-  --json              print the summary as one JSON object (for scripts and benchmarks)
-  -h, --help          this text
-)";
 
 struct Config {
     snaptail::TailOptions options;
@@ -80,39 +61,37 @@ struct Config {
 Config parse_args(int argc, char** argv) {
     Config config;
     auto& o = config.options;
-    std::optional<std::string> path;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--parse-threads") {
-            o.parse_threads = parse_number<unsigned>(arg, value());
-        } else if (arg == "--from-end") {
-            o.start = snaptail::StartAt::end;
-        } else if (arg == "--idle-exit-ms") {
-            o.idle_exit = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
-        } else if (arg == "--linger-ms") {
-            o.linger = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
-        } else if (arg == "--strict") {
-            config.strict = true;
-        } else if (arg == "--no-parse") {
-            config.no_parse = true;
-        } else if (arg == "--quiet") {
-            config.quiet = true;
-        } else if (arg == "--json") {
-            config.json = true;
-        } else {
-            take_path(arg, path);
-        }
-    }
-    if (!path) {
-        usage_error("PATH is missing");
-    }
+    CLI::App app(
+        "Follows PATH, an order-status log with one JSON object per line, like `tail -F`, and "
+        "shows\norders per coin and status, filled notional per coin, lines/s and lag, refreshed "
+        "every second.\nCtrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a "
+        "summary is printed.",
+        "order_stats");
+    snaptail::examples::set_style(app);
+    std::string path;
+    add_number(app, "--parse-threads", o.parse_threads,
+               "threads that parse each batch (default 1: the reading thread)");
+    app.add_flag_callback(
+        "--from-end", [&o] { o.start = snaptail::StartAt::end; },
+        "skip the lines already in the file (default: read them all first)");
+    add_milliseconds(app, "--idle-exit-ms", o.idle_exit,
+                     "exit once everything read is counted and nothing came for N ms");
+    add_milliseconds(app, "--linger-ms", o.linger,
+                     "deliver a batch once its first line has waited N ms (default 20)");
+    app.add_flag("--strict", config.strict,
+                 "validate every line as JSON in full (default: only the fields used;\n"
+                 "the others are skipped with their brackets and quotes balanced)");
+    app.add_flag("--no-parse", config.no_parse,
+                 "no JSON: each line's record is its length (measures the tailer alone)");
+    app.add_flag("--quiet", config.quiet, "no live table: only the summary at exit");
+    app.add_flag("--json", config.json,
+                 "print the summary as one JSON object (for scripts and benchmarks)");
+    app.add_option("PATH", path, "the order log to follow")->required()->type_name("");
+    snaptail::examples::parse_command_line(app, argc, argv);
     if (config.strict && config.no_parse) {
         usage_error("--strict and --no-parse exclude each other");
     }
-    o.path = *path;
+    o.path = path;
     return config;
 }
 
@@ -487,7 +466,6 @@ int follow(const Config& config, Parser parser) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"order_stats", usage};
     const Config config = parse_args(argc, argv);
     if (config.no_parse) {
         return follow(config, LineLengthParser{});
