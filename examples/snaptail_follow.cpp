@@ -1,6 +1,10 @@
 // snaptail-follow: `tail -F` with batching. Prints every line of PATH to stdout, byte-exact,
 // in file order, following rotation and truncation.
 #include <snaptail/batching_tailer.hpp>
+#include <snaptail/prometheus.hpp>
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+#include <snaptail/sinks/jetstream.hpp>
+#endif
 
 #include "example_cli.hpp"
 
@@ -33,6 +37,10 @@ struct Config {
     std::chrono::milliseconds sink_delay{0};
     bool show_batches{false};
     bool print_stats{false};
+    std::string metrics_file;
+    std::chrono::milliseconds metrics_interval{5000};
+    std::string jetstream_url;
+    std::string subject;
 };
 
 Config parse_args(int argc, char** argv) {
@@ -92,10 +100,29 @@ Config parse_args(int argc, char** argv) {
     app.add_flag("--show-batches", config.show_batches, "describe each batch on stderr");
     app.add_flag("--stats", config.print_stats,
                  "print the final stats as one JSON object on stderr");
+    app.add_option("--metrics-file", config.metrics_file,
+                   "write the stats in Prometheus text format to FILE (atomically, for\n"
+                   "node_exporter's textfile collector) every --metrics-interval-ms\n"
+                   "and at exit")
+        ->type_name("FILE");
+    add_milliseconds(app, "--metrics-interval-ms", config.metrics_interval,
+                     "how often --metrics-file is rewritten (default 5000)");
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+    app.add_option("--jetstream", config.jetstream_url,
+                   "publish each line to NATS JetStream at URL (comma-separated servers)\n"
+                   "instead of printing it; a batch counts as delivered once every line is\n"
+                   "acknowledged; message ids let the stream drop what a restart re-sends")
+        ->type_name("URL");
+    app.add_option("--subject", config.subject, "the subject --jetstream publishes to")
+        ->type_name("SUBJECT");
+#endif
     app.add_option("PATH", path, "the file to follow (it need not exist yet)")
         ->required()
         ->type_name("");
     snaptail::examples::parse_command_line(app, argc, argv);
+    if (config.jetstream_url.empty() != config.subject.empty()) {
+        usage_error("--jetstream and --subject go together");
+    }
     o.path = path;
     return config;
 }
@@ -131,14 +158,41 @@ int main(int argc, char** argv) {
     std::atomic<bool> output_failed{false};
     std::string out;
     std::uint64_t batch_number = 0;
+    auto describe = [&](const snaptail::Batch<std::string_view>& batch) {
+        return fmt::format("batch {}: {} lines ({}-{}), {} bytes, up to {}", ++batch_number,
+                           batch.size(), batch.first_line(), batch.last_line(), batch.bytes(),
+                           batch.end_position());
+    };
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+    std::optional<snaptail::jetstream::Sink<std::string_view>> jetstream;
+    if (!config.jetstream_url.empty()) {
+        snaptail::jetstream::Options js;
+        js.url = config.jetstream_url;
+        js.subject = config.subject;
+        js.name = "snaptail-follow";
+        jetstream.emplace(js, snaptail::jetstream::RawLinePayload{});
+    }
+#endif
     auto sink = [&](snaptail::Batch<std::string_view>& batch) {
+        if (config.sink_delay.count() > 0) {
+            std::this_thread::sleep_for(config.sink_delay);
+        }
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+        if (jetstream) {
+            const auto before = jetstream->stats();
+            (*jetstream)(batch);  // throws unless every line is acknowledged: then retried
+            if (config.show_batches) {
+                const auto after = jetstream->stats();
+                fmt::print(stderr, "{}, {} stored, {} duplicates\n", describe(batch),
+                           after.messages - before.messages, after.duplicates - before.duplicates);
+            }
+            return;
+        }
+#endif
         out.clear();
         for (std::string_view line : batch.records()) {
             out.append(line);
             out.push_back('\n');
-        }
-        if (config.sink_delay.count() > 0) {
-            std::this_thread::sleep_for(config.sink_delay);
         }
         try {
             // The batch counts as delivered only once its bytes are written.
@@ -151,9 +205,7 @@ int main(int argc, char** argv) {
             throw;  // not delivered: the tailer reports these lines as undelivered
         }
         if (config.show_batches) {
-            fmt::print(stderr, "batch {}: {} lines ({}-{}), {} bytes, up to {}\n", ++batch_number,
-                       batch.size(), batch.first_line(), batch.last_line(), batch.bytes(),
-                       batch.end_position());
+            fmt::print(stderr, "{}\n", describe(batch));
         }
     };
 
@@ -167,10 +219,29 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // --metrics-file: rewritten by the signal thread every interval, and once more at exit.
+    auto write_metrics = [&] {
+        if (config.metrics_file.empty()) {
+            return;
+        }
+        std::string text;
+        snaptail::write_prometheus(text, tailer->stats(), {{"path", config.options.path.string()}});
+        try {
+            snaptail::write_file_atomically(config.metrics_file, text);
+        } catch (const std::system_error& e) {
+            fmt::print(stderr, "snaptail-follow: --metrics-file: {}\n", e.what());
+        }
+    };
+
     std::atomic<bool> done{false};
     std::jthread signal_thread([&] {
         const timespec tick{0, 100'000'000};
+        auto next_metrics = std::chrono::steady_clock::now();
         while (!done) {
+            if (std::chrono::steady_clock::now() >= next_metrics) {
+                write_metrics();
+                next_metrics = std::chrono::steady_clock::now() + config.metrics_interval;
+            }
             if (::sigtimedwait(&signals, nullptr, &tick) > 0) {
                 stop.request_stop();
                 return;
@@ -180,8 +251,21 @@ int main(int argc, char** argv) {
 
     tailer->run(stop.get_token());
     done = true;
+    signal_thread.join();
+    write_metrics();
     if (config.print_stats) {
-        fmt::print(stderr, "{}\n", stats_json(tailer->stats()));
+        std::string json = stats_json(tailer->stats());
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+        if (jetstream) {
+            const auto js = jetstream->stats();
+            json.insert(json.size() - 1,
+                        fmt::format(R"(,"jetstream":{{"batches":{},"messages":{},"duplicates":{},)"
+                                    R"("publish_errors":{},"failures":{},"connects":{}}})",
+                                    js.batches, js.messages, js.duplicates, js.publish_errors,
+                                    js.failures, js.connects));
+        }
+#endif
+        fmt::print(stderr, "{}\n", json);
     }
     return output_failed ? 1 : 0;
 }
