@@ -345,6 +345,81 @@ TEST_CASE(
 
 #endif
 
+#if defined(SNAPTAIL_ORDER_STATS_PATH) && defined(SNAPTAIL_GEN_ORDERS_PATH)
+
+TEST_CASE(
+    "postgres: order_stats --postgres killed with SIGKILL 8 times while gen_orders writes: "
+    "every order exactly once, in order",
+    "[postgres][kill][order_stats]") {
+    if (auto why = PostgresServer::unavailable()) {
+        SNAPTAIL_SKIP(*why);
+    }
+    const std::uint64_t seed = sink_test_seed();
+    INFO("SNAPTAIL_SINK_SEED=" << seed);
+    std::mt19937_64 rng(seed);
+    PostgresServer server;
+    TempDir dir;
+    const auto path = dir / "orders.log";
+    Child writer({SNAPTAIL_GEN_ORDERS_PATH, "--rate", "5000", "--seconds", "2", "--seed",
+                  std::to_string(seed % 1000), path.string()},
+                 dir / "gen_orders.log");
+    auto order_stats = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args{
+            SNAPTAIL_ORDER_STATS_PATH, "--quiet", "--linger-ms", "5", "--postgres",
+            server.conninfo()};
+        args.insert(args.end(), extra.begin(), extra.end());
+        args.push_back(path.string());
+        return Child(std::move(args), dir / "order_stats.log");
+    };
+    for (int k = 0; k < 8; ++k) {
+        Child child = order_stats({});
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 300)(rng)));
+        child.signal(SIGKILL);
+        CHECK(child.wait() == 128 + SIGKILL);
+    }
+    REQUIRE(writer.wait() == 0);
+    Child last = order_stats({"--json", "--idle-exit-ms", "500"});
+    REQUIRE(last.wait() == 0);
+    INFO(slurp_file(dir / "order_stats.log").substr(0, 3000));
+    // Each line of the log, by seq and offset, against the table in commit order.
+    const std::string content = slurp_file(path);
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    Db db(server.conninfo());
+    const auto rows =
+        db.query("SELECT seq, byte_offset, file_device, file_inode, line FROM orders ORDER BY id");
+    std::size_t offset = 0;
+    std::uint64_t line = 0;
+    std::size_t mismatches = 0;
+    std::string first_mismatch;
+    while (offset < content.size()) {
+        const std::size_t end = content.find('\n', offset);
+        if (end == std::string::npos) {
+            FAIL("the log ends in an unterminated line");
+        }
+        ++line;
+        const std::string seq =
+            content.substr(offset + 7, content.find(',', offset) - offset - 7);  // {"seq":N,
+        const std::vector<std::string> expected{
+            seq, std::to_string(offset), std::to_string(static_cast<std::int64_t>(st.st_dev)),
+            std::to_string(static_cast<std::int64_t>(st.st_ino)), std::to_string(line)};
+        if (line > rows.size() || rows[line - 1] != expected) {
+            if (mismatches++ == 0) {
+                first_mismatch = fmt::format("line {} (seq {}): row {}", line, seq,
+                                             line > rows.size() ? "missing" : rows[line - 1][0]);
+            }
+        }
+        offset = end + 1;
+    }
+    CHECK(first_mismatch == "");
+    CHECK(mismatches == 0);
+    CHECK(rows.size() == line);
+    CHECK(line >= 5000);
+}
+
+#endif
+
 TEST_CASE("postgres: the server restarted mid-run: every line exactly once, in order",
           "[postgres][restart]") {
     if (auto why = PostgresServer::unavailable()) {
