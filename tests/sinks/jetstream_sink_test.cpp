@@ -3,6 +3,8 @@
 // re-sends dropped by the duplicate window, and counted), and across a kill of the stream
 // leader of a three-node cluster with an R3 stream. SNAPTAIL_SINK_SEED=<n> replays a schedule.
 #include "server_support.hpp"
+#include "snaptail_catch.hpp"
+#include "snaptail_skip.hpp"
 
 #include <snaptail/batching_tailer.hpp>
 #include <snaptail/sinks/jetstream.hpp>

@@ -3,6 +3,8 @@
 // mapping cannot write are reported with their line numbers while the rest is written.
 // SNAPTAIL_SINK_SEED=<n> replays a kill schedule.
 #include "server_support.hpp"
+#include "snaptail_catch.hpp"
+#include "snaptail_skip.hpp"
 
 #include <snaptail/batching_tailer.hpp>
 #include <snaptail/sinks/postgres.hpp>

@@ -1,10 +1,9 @@
-// What the sink tests share: child processes that cannot outlive a test (RAII), servers of their
-// own on loopback in temporary directories (PostgreSQL, nats-server), skipping a test whose
-// server binary is missing, and a log writer that remembers where every line went.
+// What the sink tests and benchmarks share: child processes that cannot outlive their owner
+// (RAII), servers of their own on loopback in temporary directories (PostgreSQL, nats-server),
+// and a log writer that remembers where every line went. No Catch2 here.
 #pragma once
 
-#include "snaptail_catch.hpp"
-#include "snaptail_skip.hpp"
+#include "find_program.hpp"
 #include "tailer_test_support.hpp"
 
 #include <snaptail/position.hpp>
