@@ -50,9 +50,6 @@ extern char** environ;
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::print_help;
-using snaptail::examples::usage_error;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -61,17 +58,6 @@ using RawBatch = snaptail::Batch<std::string_view>;
 
 constexpr std::uint64_t mib = std::uint64_t{1} << 20;
 constexpr std::string_view data_version = "snaptail-bench-data v1";
-
-constexpr std::string_view usage_text =
-    R"(usage: bench_tailer [--size-mib N] [--quick] [--data PATH]
-Measures a snaptail::BatchingTailer and prints one table.
-
-  --size-mib N   size of the generated log (default 1024; 256 with --quick)
-  --quick        smoke run: 256 MiB and shorter scenarios
-  --data PATH    the log to generate once and reuse (default $SNAPTAIL_BENCH_DATA, else
-                 ${TMPDIR:-/tmp}/snaptail-bench/bench_<size>.log)
-  -h, --help     this text
-)";
 
 struct Config {
     std::uint64_t size_bytes{1024 * mib};
@@ -88,27 +74,19 @@ struct Config {
 Config parse_args(int argc, char** argv) {
     Config config;
     std::optional<std::uint64_t> size_mib;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--quick") {
-            config.quick = true;
-        } else if (arg == "--size-mib") {
-            const std::string_view text = value();
-            std::uint64_t n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            if (ec != std::errc{} || end != text.data() + text.size() || n == 0 || n > 65536) {
-                usage_error(fmt::format("--size-mib needs an integer in 1..65536, got '{}'", text));
-            }
-            size_mib = n;
-        } else if (arg == "--data") {
-            config.data = fs::path(value());
-        } else {
-            usage_error(fmt::format("unknown argument '{}'", arg));
-        }
-    }
+    CLI::App app("Measures a snaptail::BatchingTailer and prints one table.", "bench_tailer");
+    snaptail::examples::set_style(app);
+    app.add_option("--size-mib", size_mib,
+                   "size of the generated log (default 1024; 256 with --quick)")
+        ->transform(snaptail::examples::non_negative_integer)
+        ->check(CLI::Range(1, 65536).description(""))
+        ->type_name("N");
+    app.add_flag("--quick", config.quick, "smoke run: 256 MiB and shorter scenarios");
+    app.add_option("--data", config.data,
+                   "the log to generate once and reuse (default $SNAPTAIL_BENCH_DATA,\n"
+                   "else ${TMPDIR:-/tmp}/snaptail-bench/bench_<size>.log)")
+        ->type_name("PATH");
+    snaptail::examples::parse_command_line(app, argc, argv);
     if (config.quick) {
         config.size_bytes = 256 * mib;
         config.lag_duration = 2000ms;
@@ -905,7 +883,6 @@ std::string micros(std::int64_t ns) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"bench_tailer", usage_text};
     const Config config = parse_args(argc, argv);
     bool broken = false;
     try {

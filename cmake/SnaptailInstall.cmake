@@ -15,6 +15,7 @@ write_basic_package_version_file(
   ${PROJECT_BINARY_DIR}/snaptailConfigVersion.cmake
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES
+  ${PROJECT_SOURCE_DIR}/cmake/SnaptailSinks.cmake
   ${PROJECT_BINARY_DIR}/snaptailConfig.cmake
   ${PROJECT_BINARY_DIR}/snaptailConfigVersion.cmake
   DESTINATION ${SNAPTAIL_CMAKE_DIR})

@@ -1,6 +1,10 @@
 // snaptail-follow: `tail -F` with batching. Prints every line of PATH to stdout, byte-exact,
 // in file order, following rotation and truncation.
 #include <snaptail/batching_tailer.hpp>
+#include <snaptail/prometheus.hpp>
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+#include <snaptail/sinks/jetstream.hpp>
+#endif
 
 #include "example_cli.hpp"
 
@@ -10,7 +14,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -23,109 +26,104 @@
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::parse_number;
-using snaptail::examples::print_help;
-using snaptail::examples::take_path;
+using snaptail::examples::add_choice;
+using snaptail::examples::add_milliseconds;
+using snaptail::examples::add_number;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
-
-constexpr std::string_view usage = R"(usage: snaptail-follow [options] PATH
-Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.
-
-  --from-beginning          start at the first line of the existing file (default)
-  --from-end                start after the existing lines
-  --batch-lines N           deliver a batch at N lines (default 4096)
-  --batch-bytes N           ... or at N bytes (default 1048576)
-  --linger-ms N             ... or when its first line has waited N ms (default 20)
-  --max-line-bytes N        longest line delivered whole (default 1048576)
-  --long-lines POLICY       truncate|skip|split lines longer than that (default truncate)
-  --read-ahead-bytes N      bytes read but not yet delivered, at most (default 8388608)
-  --poll-ms N               poll interval, and inotify's guard check (default 250)
-  --rotate-wait-ms N        read a rotated file for late writes this long (default 1000)
-  --no-inotify              poll instead of using inotify
-  --checkpoint FILE         resume from FILE if it is valid for PATH (otherwise it is reported
-                            and --from-* decide); commit positions to it
-  --commit-interval-ms N    write the checkpoint at most every N ms (default 0: every batch)
-  --sink-delay-ms N         sleep N ms per batch (a slow consumer)
-  --idle-exit-ms N          exit 0 once all read lines are out and nothing came for N ms
-  --show-batches            describe each batch on stderr
-  --stats                   print the final stats as one JSON object on stderr
-  -h, --help                this text
-)";
 
 struct Config {
     snaptail::TailOptions options;
     std::chrono::milliseconds sink_delay{0};
     bool show_batches{false};
     bool print_stats{false};
+    std::string metrics_file;
+    std::chrono::milliseconds metrics_interval{5000};
+    std::string jetstream_url;
+    std::string subject;
 };
 
 Config parse_args(int argc, char** argv) {
     Config config;
     auto& o = config.options;
-    std::optional<std::string> path;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        auto ms = [&] { return std::chrono::milliseconds(parse_number<unsigned>(arg, value())); };
-        auto bytes = [&] { return parse_number<std::size_t>(arg, value()); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--from-beginning") {
-            o.start = snaptail::StartAt::beginning;
-        } else if (arg == "--from-end") {
-            o.start = snaptail::StartAt::end;
-        } else if (arg == "--batch-lines") {
-            o.max_batch_lines = bytes();
-        } else if (arg == "--batch-bytes") {
-            o.max_batch_bytes = bytes();
-        } else if (arg == "--linger-ms") {
-            o.linger = ms();
-        } else if (arg == "--max-line-bytes") {
-            o.max_line_bytes = bytes();
-        } else if (arg == "--long-lines") {
-            const std::string_view policy = value();
-            if (policy == "truncate") {
-                o.long_lines = snaptail::LongLinePolicy::truncate;
-            } else if (policy == "skip") {
-                o.long_lines = snaptail::LongLinePolicy::skip;
-            } else if (policy == "split") {
-                o.long_lines = snaptail::LongLinePolicy::split;
-            } else {
-                usage_error(
-                    fmt::format("--long-lines takes truncate, skip or split, not '{}'", policy));
-            }
-        } else if (arg == "--read-ahead-bytes") {
-            o.read_ahead_bytes = bytes();
-        } else if (arg == "--poll-ms") {
-            o.poll_interval = ms();
-        } else if (arg == "--rotate-wait-ms") {
-            o.rotate_wait = ms();
-        } else if (arg == "--checkpoint") {
-            o.checkpoint_path = std::string(value());
-            // A checkpoint that is not valid for PATH is reported, and --from-* decide.
-            o.corrupt_checkpoint = snaptail::CorruptCheckpoint::use_start;
-        } else if (arg == "--commit-interval-ms") {
-            o.commit_interval = ms();
-        } else if (arg == "--no-inotify") {
-            o.use_inotify = false;
-        } else if (arg == "--sink-delay-ms") {
-            config.sink_delay = ms();
-        } else if (arg == "--idle-exit-ms") {
-            o.idle_exit = ms();
-        } else if (arg == "--show-batches") {
-            config.show_batches = true;
-        } else if (arg == "--stats") {
-            config.print_stats = true;
-        } else {
-            take_path(arg, path);
-        }
+    CLI::App app(
+        "Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.",
+        "snaptail-follow");
+    snaptail::examples::set_style(app);
+    std::string path;
+    // Where to start: the last of --from-beginning and --from-end given wins.
+    app.add_flag_callback(
+           "--from-beginning", [&o] { o.start = snaptail::StartAt::beginning; },
+           "start at the first line of the existing file (default)")
+        ->trigger_on_parse();
+    app.add_flag_callback(
+           "--from-end", [&o] { o.start = snaptail::StartAt::end; },
+           "start after the existing lines")
+        ->trigger_on_parse();
+    add_number(app, "--batch-lines", o.max_batch_lines,
+               "deliver a batch at N lines (default 4096)");
+    add_number(app, "--batch-bytes", o.max_batch_bytes, "... or at N bytes (default 1048576)");
+    add_milliseconds(app, "--linger-ms", o.linger,
+                     "... or when its first line has waited N ms (default 20)");
+    add_number(app, "--max-line-bytes", o.max_line_bytes,
+               "longest line delivered whole (default 1048576)");
+    add_choice(app, "--long-lines", o.long_lines,
+               {{"truncate", snaptail::LongLinePolicy::truncate},
+                {"skip", snaptail::LongLinePolicy::skip},
+                {"split", snaptail::LongLinePolicy::split}},
+               "truncate|skip|split lines longer than that (default truncate)")
+        ->type_name("POLICY");
+    add_number(app, "--read-ahead-bytes", o.read_ahead_bytes,
+               "bytes read but not yet delivered, at most (default 8388608)");
+    add_milliseconds(app, "--poll-ms", o.poll_interval,
+                     "poll interval, and inotify's guard check (default 250)");
+    add_milliseconds(app, "--rotate-wait-ms", o.rotate_wait,
+                     "read a rotated file for late writes this long (default 1000)");
+    app.add_flag_callback(
+        "--no-inotify", [&o] { o.use_inotify = false; }, "poll instead of using inotify");
+    app.add_option_function<std::string>(
+           "--checkpoint",
+           [&o](const std::string& file) {
+               o.checkpoint_path = file;
+               // A checkpoint that is not valid for PATH is reported, and --from-* decide.
+               o.corrupt_checkpoint = snaptail::CorruptCheckpoint::use_start;
+           },
+           "resume from FILE if it is valid for PATH (otherwise it is reported\n"
+           "and --from-* decide); commit positions to it")
+        ->type_name("FILE");
+    add_milliseconds(app, "--commit-interval-ms", o.commit_interval,
+                     "write the checkpoint at most every N ms (default 0: every batch)");
+    add_milliseconds(app, "--sink-delay-ms", config.sink_delay,
+                     "sleep N ms per batch (a slow consumer)");
+    add_milliseconds(app, "--idle-exit-ms", o.idle_exit,
+                     "exit 0 once all read lines are out and nothing came for N ms");
+    app.add_flag("--show-batches", config.show_batches, "describe each batch on stderr");
+    app.add_flag("--stats", config.print_stats,
+                 "print the final stats as one JSON object on stderr");
+    app.add_option("--metrics-file", config.metrics_file,
+                   "write the stats in Prometheus text format to FILE (atomically, for\n"
+                   "node_exporter's textfile collector) every --metrics-interval-ms\n"
+                   "and at exit")
+        ->type_name("FILE");
+    add_milliseconds(app, "--metrics-interval-ms", config.metrics_interval,
+                     "how often --metrics-file is rewritten (default 5000)");
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+    app.add_option("--jetstream", config.jetstream_url,
+                   "publish each line to NATS JetStream at URL (comma-separated servers)\n"
+                   "instead of printing it; a batch counts as delivered once every line is\n"
+                   "acknowledged; message ids let the stream drop what a restart re-sends")
+        ->type_name("URL");
+    app.add_option("--subject", config.subject, "the subject --jetstream publishes to")
+        ->type_name("SUBJECT");
+#endif
+    app.add_option("PATH", path, "the file to follow (it need not exist yet)")
+        ->required()
+        ->type_name("");
+    snaptail::examples::parse_command_line(app, argc, argv);
+    if (config.jetstream_url.empty() != config.subject.empty()) {
+        usage_error("--jetstream and --subject go together");
     }
-    if (!path) {
-        usage_error("PATH is missing");
-    }
-    o.path = *path;
+    o.path = path;
     return config;
 }
 
@@ -145,7 +143,6 @@ std::string stats_json(const snaptail::TailerStats& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"snaptail-follow", usage};
     Config config = parse_args(argc, argv);
 
     // SIGINT and SIGTERM are taken by a thread with sigwait, which may request stop safely;
@@ -161,14 +158,41 @@ int main(int argc, char** argv) {
     std::atomic<bool> output_failed{false};
     std::string out;
     std::uint64_t batch_number = 0;
+    auto describe = [&](const snaptail::Batch<std::string_view>& batch) {
+        return fmt::format("batch {}: {} lines ({}-{}), {} bytes, up to {}", ++batch_number,
+                           batch.size(), batch.first_line(), batch.last_line(), batch.bytes(),
+                           batch.end_position());
+    };
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+    std::optional<snaptail::jetstream::Sink<std::string_view>> jetstream;
+    if (!config.jetstream_url.empty()) {
+        snaptail::jetstream::Options js;
+        js.url = config.jetstream_url;
+        js.subject = config.subject;
+        js.name = "snaptail-follow";
+        jetstream.emplace(js, snaptail::jetstream::RawLinePayload{});
+    }
+#endif
     auto sink = [&](snaptail::Batch<std::string_view>& batch) {
+        if (config.sink_delay.count() > 0) {
+            std::this_thread::sleep_for(config.sink_delay);
+        }
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+        if (jetstream) {
+            const auto before = jetstream->stats();
+            (*jetstream)(batch);  // throws unless every line is acknowledged: then retried
+            if (config.show_batches) {
+                const auto after = jetstream->stats();
+                fmt::print(stderr, "{}, {} stored, {} duplicates\n", describe(batch),
+                           after.messages - before.messages, after.duplicates - before.duplicates);
+            }
+            return;
+        }
+#endif
         out.clear();
         for (std::string_view line : batch.records()) {
             out.append(line);
             out.push_back('\n');
-        }
-        if (config.sink_delay.count() > 0) {
-            std::this_thread::sleep_for(config.sink_delay);
         }
         try {
             // The batch counts as delivered only once its bytes are written.
@@ -181,9 +205,7 @@ int main(int argc, char** argv) {
             throw;  // not delivered: the tailer reports these lines as undelivered
         }
         if (config.show_batches) {
-            fmt::print(stderr, "batch {}: {} lines ({}-{}), {} bytes, up to {}\n", ++batch_number,
-                       batch.size(), batch.first_line(), batch.last_line(), batch.bytes(),
-                       batch.end_position());
+            fmt::print(stderr, "{}\n", describe(batch));
         }
     };
 
@@ -197,10 +219,29 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // --metrics-file: rewritten by the signal thread every interval, and once more at exit.
+    auto write_metrics = [&] {
+        if (config.metrics_file.empty()) {
+            return;
+        }
+        std::string text;
+        snaptail::write_prometheus(text, tailer->stats(), {{"path", config.options.path.string()}});
+        try {
+            snaptail::write_file_atomically(config.metrics_file, text);
+        } catch (const std::system_error& e) {
+            fmt::print(stderr, "snaptail-follow: --metrics-file: {}\n", e.what());
+        }
+    };
+
     std::atomic<bool> done{false};
     std::jthread signal_thread([&] {
         const timespec tick{0, 100'000'000};
+        auto next_metrics = std::chrono::steady_clock::now();
         while (!done) {
+            if (std::chrono::steady_clock::now() >= next_metrics) {
+                write_metrics();
+                next_metrics = std::chrono::steady_clock::now() + config.metrics_interval;
+            }
             if (::sigtimedwait(&signals, nullptr, &tick) > 0) {
                 stop.request_stop();
                 return;
@@ -210,8 +251,21 @@ int main(int argc, char** argv) {
 
     tailer->run(stop.get_token());
     done = true;
+    signal_thread.join();
+    write_metrics();
     if (config.print_stats) {
-        fmt::print(stderr, "{}\n", stats_json(tailer->stats()));
+        std::string json = stats_json(tailer->stats());
+#ifdef SNAPTAIL_FOLLOW_JETSTREAM
+        if (jetstream) {
+            const auto js = jetstream->stats();
+            json.insert(json.size() - 1,
+                        fmt::format(R"(,"jetstream":{{"batches":{},"messages":{},"duplicates":{},)"
+                                    R"("publish_errors":{},"failures":{},"connects":{}}})",
+                                    js.batches, js.messages, js.duplicates, js.publish_errors,
+                                    js.failures, js.connects));
+        }
+#endif
+        fmt::print(stderr, "{}\n", json);
     }
     return output_failed ? 1 : 0;
 }

@@ -1,4 +1,5 @@
 // snaptail-follow as a user runs it: byte-exact output, exit codes, signals, --stats.
+#include "prometheus_samples.hpp"
 #include "snaptail_catch.hpp"
 #include "tailer_test_support.hpp"
 
@@ -111,6 +112,8 @@ TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
         {"a.log", "b.log"},
         {"--batch-lines", "0", "x.log"},
         {"--linger-ms"},
+        {"--linger-ms", "-5", "x.log"},
+        {"--batch-lines", "0x10", "x.log"},
     };
     for (const auto& args : bad) {
         Follow follow(dir, args);
@@ -121,6 +124,25 @@ TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
     Follow zero(dir, {"--batch-lines", "0", "x.log"});
     CHECK(zero.wait() == 2);
     CHECK_THAT(zero.err(), has_substring("max_batch_lines = 0"));
+}
+
+TEST_CASE("snaptail-follow -h and --help print the help on stdout and exit 0", "[follow]") {
+    TempDir dir;
+    for (const char* flag : {"-h", "--help"}) {
+        Follow follow(dir, {flag});
+        CHECK(follow.wait() == 0);
+        const std::string out = follow.out();
+        CHECK_THAT(out, Catch::Matchers::StartsWith("usage: snaptail-follow [options] PATH\n"));
+        for (const char* option :
+             {"--from-beginning", "--from-end", "--batch-lines N", "--batch-bytes N",
+              "--linger-ms N", "--max-line-bytes N", "--long-lines POLICY", "--read-ahead-bytes N",
+              "--poll-ms N", "--rotate-wait-ms N", "--no-inotify", "--checkpoint FILE",
+              "--commit-interval-ms N", "--sink-delay-ms N", "--idle-exit-ms N", "--show-batches",
+              "--stats"}) {
+            CHECK_THAT(out, has_substring(option));
+        }
+        CHECK(follow.err().empty());
+    }
 }
 
 TEST_CASE("SIGTERM and SIGINT: complete lines already read are printed, exit status 0",
@@ -228,6 +250,54 @@ TEST_CASE("snaptail-follow prints a few errors of a kind and the count of the re
     CHECK(std::stoi(match[1].str()) > 9'000);
     CHECK(std::stoi(match[1].str()) <= 10'000);
     CHECK(std::regex_replace(err, std::regex("next [0-9]+ ms"), "next N ms") == expected);
+}
+
+TEST_CASE(
+    "snaptail-follow --metrics-file is rewritten while it runs and at exit, and matches --stats",
+    "[follow][prometheus]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const auto metrics = dir / "snaptail.prom";
+    append(path, text_of(numbered("line", 1, 1000)));
+    Follow follow(dir, {"--metrics-file", metrics.string(), "--metrics-interval-ms", "50",
+                        "--batch-lines", "100", "--stats", path.string()});
+    const std::string label = fmt::format("{{path=\"{}\"}}", path.string());
+    auto lines_in_file = [&] {
+        const auto samples = prometheus_samples(slurp(metrics));
+        const auto it = samples.find("snaptail_lines_total" + label);
+        return it == samples.end() ? std::string() : it->second;
+    };
+    REQUIRE(eventually([&] { return lines_in_file() == "1000"; }));
+    append(path, text_of(numbered("more", 1, 500)));
+    REQUIRE(eventually([&] { return lines_in_file() == "1500"; }));  // rewritten while running
+    follow.signal(SIGTERM);
+    REQUIRE(follow.wait() == 0);
+    // At exit: every counter the JSON stats print has the same value in the metrics file.
+    const std::string err = follow.err();
+    const auto samples = prometheus_samples(slurp(metrics));
+    const std::vector<std::pair<std::string, std::string>> pairs{
+        {"lines", "snaptail_lines_total"},
+        {"bytes", "snaptail_bytes_total"},
+        {"records", "snaptail_records_total"},
+        {"batches", "snaptail_batches_total"},
+        {"commits", "snaptail_commits_total"},
+        {"offset", "snaptail_offset_bytes"},
+        {"lag", "snaptail_lag_bytes"},
+        {"pending_bytes", "snaptail_pending_bytes"},
+        {"read_ahead_high_water", "snaptail_read_ahead_high_water_bytes"}};
+    for (const auto& [json, metric] : pairs) {
+        std::smatch match;
+        REQUIRE(std::regex_search(err, match, std::regex("\"" + json + "\":([0-9]+)")));
+        INFO(metric);
+        REQUIRE(samples.count(metric + label) == 1);
+        CHECK(samples.at(metric + label) == match[1].str());
+    }
+    CHECK(samples.at("snaptail_lines_total" + label) == "1500");
+    if (const auto promtool = find_program("promtool")) {
+        const auto verdict = promtool_check(*promtool, metrics);
+        CHECK(verdict.output == "");
+        CHECK(verdict.status == 0);
+    }
 }
 
 #else

@@ -27,49 +27,33 @@
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::print_help;
-using snaptail::examples::take_path;
+using snaptail::examples::add_number;
 using snaptail::examples::usage_error;
 using snaptail::examples::write_all;
 
-constexpr std::string_view usage = R"(usage: gen_orders [options] [PATH]
-Appends an order-status log to PATH (created if missing), or writes it to stdout if PATH is
-'-' or missing: one JSON object per line, the same bytes for the same seed and options.
-
-  --bytes N        stop once N bytes are written (suffix K, M or G: 1024-based, e.g. 1G)
-  --lines N        stop once N lines are written
-  --rate N         write N lines per second (in 10 ms ticks) instead of as fast as possible
-  --seconds S      with --rate: stop after S seconds (default: run until killed)
-  --seed N         random seed (default 1)
-  --bad-every N    make every Nth line malformed: truncated, not JSON, a bad number, a missing
-                   field or a bad side, in turn (default 0: none)
-  --other-every N  make every Nth line a JSON object that is not an order (default 0: none)
-  --first-seq N    seq of the first line (default 1)
-  -h, --help       this text
-Without --rate, one of --bytes or --lines is required.
-)";
-
-std::uint64_t parse_count(std::string_view flag, std::string_view text, bool allow_suffix) {
+// "1G", "200M", "64k", "1000": a count with an optional 1024-based suffix, as a validator that
+// rewrites the text into the plain number.
+std::string expand_suffix(std::string& text) {
     std::uint64_t value = 0;
     const char* end = text.data() + text.size();
     const auto [stop, ec] = std::from_chars(text.data(), end, value);
     std::uint64_t scale = 1;
     const std::string_view suffix(stop, static_cast<std::size_t>(end - stop));
-    if (allow_suffix && (suffix == "K" || suffix == "k")) {
+    if (suffix == "K" || suffix == "k") {
         scale = std::uint64_t{1} << 10;
-    } else if (allow_suffix && (suffix == "M" || suffix == "m")) {
+    } else if (suffix == "M" || suffix == "m") {
         scale = std::uint64_t{1} << 20;
-    } else if (allow_suffix && (suffix == "G" || suffix == "g")) {
+    } else if (suffix == "G" || suffix == "g") {
         scale = std::uint64_t{1} << 30;
     } else if (!suffix.empty()) {
-        usage_error(fmt::format("{} needs a non-negative integer{}, got '{}'", flag,
-                                allow_suffix ? " (with an optional K, M or G)" : "", text));
+        return fmt::format("needs a non-negative integer (with an optional K, M or G), got '{}'",
+                           text);
     }
     if (ec != std::errc{} || value > UINT64_MAX / scale) {
-        usage_error(fmt::format("{} needs a non-negative integer, got '{}'", flag, text));
+        return fmt::format("needs a non-negative integer, got '{}'", text);
     }
-    return value * scale;
+    text = std::to_string(value * scale);
+    return {};
 }
 
 struct Config {
@@ -86,35 +70,37 @@ struct Config {
 
 Config parse_args(int argc, char** argv) {
     Config config;
-    std::optional<std::string> path;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--bytes") {
-            config.bytes = parse_count(arg, value(), true);
-        } else if (arg == "--lines") {
-            config.lines = parse_count(arg, value(), true);
-        } else if (arg == "--rate") {
-            config.rate = parse_count(arg, value(), true);
-        } else if (arg == "--seconds") {
-            config.seconds = parse_count(arg, value(), false);
-        } else if (arg == "--seed") {
-            config.seed = parse_count(arg, value(), false);
-        } else if (arg == "--bad-every") {
-            config.bad_every = parse_count(arg, value(), false);
-        } else if (arg == "--other-every") {
-            config.other_every = parse_count(arg, value(), false);
-        } else if (arg == "--first-seq") {
-            config.first_seq = parse_count(arg, value(), false);
-        } else {
-            take_path(arg, path);
-        }
-    }
-    if (path) {
-        config.path = *path;
-    }
+    CLI::App app(
+        "Appends an order-status log to PATH (created if missing), or writes it to stdout if "
+        "PATH is\n'-' or missing: one JSON object per line, the same bytes for the same seed and "
+        "options.",
+        "gen_orders");
+    snaptail::examples::set_style(app);
+    app.footer("Without --rate, one of --bytes or --lines is required.");
+    const CLI::Validator with_suffix(expand_suffix, "");
+    app.add_option("--bytes", config.bytes,
+                   "stop once N bytes are written (suffix K, M or G: 1024-based, e.g. 1G)")
+        ->transform(with_suffix)
+        ->type_name("N");
+    app.add_option("--lines", config.lines, "stop once N lines are written")
+        ->transform(with_suffix)
+        ->type_name("N");
+    app.add_option("--rate", config.rate,
+                   "write N lines per second (in 10 ms ticks) instead of as fast as possible")
+        ->transform(with_suffix)
+        ->type_name("N");
+    add_number(app, "--seconds", config.seconds,
+               "with --rate: stop after S seconds (default: run until killed)")
+        ->type_name("S");
+    add_number(app, "--seed", config.seed, "random seed (default 1)");
+    add_number(app, "--bad-every", config.bad_every,
+               "make every Nth line malformed: truncated, not JSON, a bad number,\n"
+               "a missing field or a bad side, in turn (default 0: none)");
+    add_number(app, "--other-every", config.other_every,
+               "make every Nth line a JSON object that is not an order (default 0: none)");
+    add_number(app, "--first-seq", config.first_seq, "seq of the first line (default 1)");
+    app.add_option("PATH", config.path, "where to append ('-' or none: stdout)")->type_name("");
+    snaptail::examples::parse_command_line(app, argc, argv);
     if (config.seconds && config.rate == 0) {
         usage_error("--seconds needs --rate");
     }
@@ -363,7 +349,6 @@ class Generator {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"gen_orders", usage};
     const Config config = parse_args(argc, argv);
     int fd = STDOUT_FILENO;
     if (config.path != "-") {

@@ -4,6 +4,9 @@
 #include "order_parser.hpp"
 
 #include <snaptail/batching_tailer.hpp>
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+#include <snaptail/sinks/postgres.hpp>
+#endif
 
 #include "../example_cli.hpp"
 
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -40,10 +44,8 @@
 
 namespace {
 
-using snaptail::examples::option_value;
-using snaptail::examples::parse_number;
-using snaptail::examples::print_help;
-using snaptail::examples::take_path;
+using snaptail::examples::add_milliseconds;
+using snaptail::examples::add_number;
 using snaptail::examples::usage_error;
 
 using order_stats::OrderParser;
@@ -52,67 +54,70 @@ using order_stats::Status;
 using order_stats::status_count;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view usage = R"(usage: order_stats [options] PATH
-Follows PATH, an order-status log with one JSON object per line, like `tail -F`, and shows
-orders per coin and status, filled notional per coin, lines/s and lag, refreshed every second.
-Ctrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a summary is printed.
-
-  --parse-threads N   threads that parse each batch (default 1: the reading thread)
-  --from-end          skip the lines already in the file (default: read them all first)
-  --idle-exit-ms N    exit once everything read is counted and nothing came for N ms
-  --linger-ms N       deliver a batch once its first line has waited N ms (default 20)
-  --strict            validate every line as JSON in full (default: only the fields used;
-                      the others are skipped with their brackets and quotes balanced)
-  --no-parse          no JSON: each line's record is its length (measures the tailer alone)
-  --quiet             no live table: only the summary at exit
-  --json              print the summary as one JSON object (for scripts and benchmarks)
-  -h, --help          this text
-)";
-
 struct Config {
     snaptail::TailOptions options;
     bool strict{false};
     bool no_parse{false};
     bool quiet{false};
     bool json{false};
+    std::string postgres;  // conninfo; empty: no database
+    std::string postgres_table{"orders"};
+    std::string stream;  // the positions' key; default: PATH
 };
 
 Config parse_args(int argc, char** argv) {
     Config config;
     auto& o = config.options;
-    std::optional<std::string> path;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        auto value = [&] { return option_value(i, argc, argv); };
-        if (arg == "-h" || arg == "--help") {
-            print_help();
-        } else if (arg == "--parse-threads") {
-            o.parse_threads = parse_number<unsigned>(arg, value());
-        } else if (arg == "--from-end") {
-            o.start = snaptail::StartAt::end;
-        } else if (arg == "--idle-exit-ms") {
-            o.idle_exit = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
-        } else if (arg == "--linger-ms") {
-            o.linger = std::chrono::milliseconds(parse_number<unsigned>(arg, value()));
-        } else if (arg == "--strict") {
-            config.strict = true;
-        } else if (arg == "--no-parse") {
-            config.no_parse = true;
-        } else if (arg == "--quiet") {
-            config.quiet = true;
-        } else if (arg == "--json") {
-            config.json = true;
-        } else {
-            take_path(arg, path);
-        }
-    }
-    if (!path) {
-        usage_error("PATH is missing");
-    }
+    CLI::App app(
+        "Follows PATH, an order-status log with one JSON object per line, like `tail -F`, and "
+        "shows\norders per coin and status, filled notional per coin, lines/s and lag, refreshed "
+        "every second.\nCtrl-C (SIGINT) or SIGTERM stops it after the lines already read; then a "
+        "summary is printed.",
+        "order_stats");
+    snaptail::examples::set_style(app);
+    std::string path;
+    add_number(app, "--parse-threads", o.parse_threads,
+               "threads that parse each batch (default 1: the reading thread)");
+    app.add_flag_callback(
+        "--from-end", [&o] { o.start = snaptail::StartAt::end; },
+        "skip the lines already in the file (default: read them all first)");
+    add_milliseconds(app, "--idle-exit-ms", o.idle_exit,
+                     "exit once everything read is counted and nothing came for N ms");
+    add_milliseconds(app, "--linger-ms", o.linger,
+                     "deliver a batch once its first line has waited N ms (default 20)");
+    app.add_flag("--strict", config.strict,
+                 "validate every line as JSON in full (default: only the fields used;\n"
+                 "the others are skipped with their brackets and quotes balanced)");
+    app.add_flag("--no-parse", config.no_parse,
+                 "no JSON: each line's record is its length (measures the tailer alone)");
+    app.add_flag("--quiet", config.quiet, "no live table: only the summary at exit");
+    app.add_flag("--json", config.json,
+                 "print the summary as one JSON object (for scripts and benchmarks)");
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+    app.add_option("--postgres", config.postgres,
+                   "also write every order into a PostgreSQL table, exactly once: each batch\n"
+                   "and its end position in one transaction; a restart resumes from the\n"
+                   "position stored there (CONNINFO: a libpq connection string)")
+        ->type_name("CONNINFO");
+    app.add_option("--postgres-table", config.postgres_table,
+                   "the table (created if missing; default orders)")
+        ->type_name("NAME");
+    app.add_option("--stream", config.stream,
+                   "the name the stored positions go under (default: PATH)")
+        ->type_name("NAME");
+#endif
+    app.add_option("PATH", path, "the order log to follow")->required()->type_name("");
+    snaptail::examples::parse_command_line(app, argc, argv);
     if (config.strict && config.no_parse) {
         usage_error("--strict and --no-parse exclude each other");
     }
-    o.path = *path;
+    if (!config.postgres.empty() && config.no_parse) {
+        usage_error("--postgres needs the orders: not with --no-parse");
+    }
+    if (config.stream.empty()) {
+        config.stream = path;
+    }
+    o.path = path;
     return config;
 }
 
@@ -359,6 +364,38 @@ std::string summary_json(const Config& config, const Snapshot& s, double busy, d
         statuses, all.filled_notional, s.stats.lag);
 }
 
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+// --postgres: one row per order, with the file and offset it came from.
+snaptail::postgres::Options order_table(const Config& config) {
+    snaptail::postgres::Options o;
+    o.conninfo = config.postgres;
+    o.table = config.postgres_table;
+    o.stream = config.stream;
+    o.columns = {"file_device", "file_inode", "line",   "byte_offset", "seq",
+                 "coin",        "side",       "status", "px",          "sz"};
+    o.setup_sql = fmt::format(
+        "CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, file_device bigint NOT NULL, "
+        "file_inode bigint NOT NULL, line bigint NOT NULL, byte_offset bigint NOT NULL, "
+        "seq bigint NOT NULL, coin text NOT NULL, side text NOT NULL, status text NOT NULL, "
+        "px double precision NOT NULL, sz double precision NOT NULL)",
+        snaptail::postgres::detail::quote_identifier(config.postgres_table));
+    return o;
+}
+
+void order_row(const OrderRecord& r, const snaptail::RecordInfo& at, snaptail::postgres::Row& row) {
+    row.add(std::bit_cast<std::int64_t>(at.file.device))
+        .add(std::bit_cast<std::int64_t>(at.file.inode))
+        .add(at.line)
+        .add(at.offset)
+        .add(r.seq)
+        .add(r.coin.view())
+        .add(r.side == order_stats::Side::buy ? "B" : "A")
+        .add(to_string(r.status))
+        .add(r.px)
+        .add(r.sz);
+}
+#endif
+
 // Follows the file with `parser` until idle exit, SIGINT or SIGTERM; prints the summary.
 template <class Parser>
 int follow(const Config& config, Parser parser) {
@@ -374,7 +411,24 @@ int follow(const Config& config, Parser parser) {
 
     std::mutex totals_mutex;
     Totals totals;
+    ErrorLog errors;
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+    std::optional<snaptail::postgres::Sink<Record>> database;
+    if constexpr (std::same_as<Record, OrderRecord>) {
+        if (!config.postgres.empty()) {
+            auto options = order_table(config);
+            options.on_error = [&errors](const snaptail::Error& e) { errors.report(e); };
+            database.emplace(std::move(options), order_row);
+        }
+    }
+#endif
     auto sink = [&](snaptail::Batch<Record>& batch) {
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+        // First: a batch the database refuses is retried, and must not be counted twice.
+        if (database) {
+            (*database)(batch);
+        }
+#endif
         std::lock_guard lock(totals_mutex);
         for (const Record& record : batch.records()) {
             totals.add(record);
@@ -384,7 +438,6 @@ int follow(const Config& config, Parser parser) {
         }
         totals.last_batch = Clock::now();
     };
-    ErrorLog errors;
 
     std::optional<snaptail::BatchingTailer<Parser>> tailer;
     try {
@@ -487,8 +540,20 @@ int follow(const Config& config, Parser parser) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    snaptail::examples::usage = {"order_stats", usage};
-    const Config config = parse_args(argc, argv);
+    Config config = parse_args(argc, argv);
+#ifdef SNAPTAIL_ORDER_STATS_POSTGRES
+    if (!config.postgres.empty()) {
+        // Exactly once: resume just past what the table holds.
+        try {
+            if (auto stored = snaptail::postgres::load_position(config.postgres, config.stream)) {
+                config.options.start = snaptail::StartAt::position(*stored);
+            }
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "order_stats: {}\n", e.what());
+            return 1;
+        }
+    }
+#endif
     if (config.no_parse) {
         return follow(config, LineLengthParser{});
     }
