@@ -1,5 +1,6 @@
-// snaptail-follow: `tail -F` with batching. Prints every line of PATH to stdout, byte-exact,
-// in file order, following rotation and truncation.
+// snaptail-follow: `tail -F` with batching. Prints every line of PATH (or of the files under
+// --dir that match --glob) to stdout, byte-exact, in file order, following rotation and
+// truncation.
 #include <snaptail/batching_tailer.hpp>
 #include <snaptail/prometheus.hpp>
 #ifdef SNAPTAIL_FOLLOW_JETSTREAM
@@ -47,10 +48,15 @@ Config parse_args(int argc, char** argv) {
     Config config;
     auto& o = config.options;
     CLI::App app(
-        "Follows PATH like `tail -F` and prints each line on stdout, byte-exact and in file order.",
+        "Follows PATH like `tail -F` (or the files under --dir that match --glob) and prints\n"
+        "each line on stdout, byte-exact and in order within its file.",
         "snaptail-follow");
     snaptail::examples::set_style(app);
     std::string path;
+    std::string root;
+    std::string glob;
+    bool all_files = false;
+    snaptail::FileSet set;
     // Where to start: the last of --from-beginning and --from-end given wins.
     app.add_flag_callback(
            "--from-beginning", [&o] { o.start = snaptail::StartAt::beginning; },
@@ -116,14 +122,45 @@ Config parse_args(int argc, char** argv) {
     app.add_option("--subject", config.subject, "the subject --jetstream publishes to")
         ->type_name("SUBJECT");
 #endif
-    app.add_option("PATH", path, "the file to follow (it need not exist yet)")
-        ->required()
-        ->type_name("");
+    app.add_option("--dir", root,
+                   "follow a directory of rolling files instead of PATH: the files below\n"
+                   "ROOT whose relative path matches --glob")
+        ->type_name("ROOT");
+    app.add_option("--glob", glob,
+                   "with --dir: one glob(7) part per directory level, e.g. 'hourly/*/*'")
+        ->type_name("PATTERN");
+    app.add_flag("--all-files", all_files,
+                 "with --dir: follow every matching file at once (default: one at a time,\n"
+                 "in order, moving on to the next once a newer file exists)");
+    add_choice(app, "--order", set.order,
+               {{"name", snaptail::FileOrder::natural}, {"mtime", snaptail::FileOrder::modified}},
+               "with --dir: which file is newer: natural order of names, numbers as\n"
+               "numbers (default), or modification time")
+        ->type_name("name|mtime");
+    add_number(app, "--max-open-files", set.max_open_files,
+               "with --all-files: descriptors open at most (default 1024)");
+    app.add_option("PATH", path, "the file to follow (it need not exist yet)")->type_name("");
     snaptail::examples::parse_command_line(app, argc, argv);
     if (config.jetstream_url.empty() != config.subject.empty()) {
         usage_error("--jetstream and --subject go together");
     }
-    o.path = path;
+    if (path.empty() == root.empty()) {
+        usage_error("give either PATH or --dir ROOT --glob PATTERN");
+    }
+    if (root.empty() && (!glob.empty() || all_files)) {
+        usage_error("--glob and --all-files go with --dir");
+    }
+    if (!root.empty()) {
+        if (glob.empty()) {
+            usage_error("--dir needs --glob PATTERN");
+        }
+        set.root = root;
+        set.glob = glob;
+        set.mode = all_files ? snaptail::FollowMode::all_files : snaptail::FollowMode::newest;
+        o.files = set;
+    } else {
+        o.path = path;
+    }
     return config;
 }
 
@@ -133,11 +170,13 @@ std::string stats_json(const snaptail::TailerStats& s) {
         R"("batches":{},"sink_errors":{},"skipped_batches":{},"skipped_records":{},)"
         R"("rotations":{},"truncations":{},"io_errors":{},"commits":{},"checkpoint_errors":{},)"
         R"("offset":{},"lag":{},)"
-        R"("pending_bytes":{},"read_ahead_high_water":{},"parallel_reads":{}}})",
+        R"("pending_bytes":{},"read_ahead_high_water":{},"parallel_reads":{},)"
+        R"("files":{},"files_found":{},"files_done":{},"files_lost":{},"files_closed_idle":{}}})",
         s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
         s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
         s.io_errors, s.commits, s.checkpoint_errors, s.offset, s.lag, s.pending_bytes,
-        s.read_ahead_high_water, s.parallel_reads);
+        s.read_ahead_high_water, s.parallel_reads, s.files, s.files_found, s.files_done,
+        s.files_lost, s.files_closed_idle);
 }
 
 }  // namespace
@@ -159,9 +198,9 @@ int main(int argc, char** argv) {
     std::string out;
     std::uint64_t batch_number = 0;
     auto describe = [&](const snaptail::Batch<std::string_view>& batch) {
-        return fmt::format("batch {}: {} lines ({}-{}), {} bytes, up to {}", ++batch_number,
-                           batch.size(), batch.first_line(), batch.last_line(), batch.bytes(),
-                           batch.end_position());
+        return fmt::format("batch {}: {}: {} lines ({}-{}), {} bytes, up to {}", ++batch_number,
+                           batch.path(), batch.size(), batch.first_line(), batch.last_line(),
+                           batch.bytes(), batch.end_position());
     };
 #ifdef SNAPTAIL_FOLLOW_JETSTREAM
     std::optional<snaptail::jetstream::Sink<std::string_view>> jetstream;
@@ -225,7 +264,11 @@ int main(int argc, char** argv) {
             return;
         }
         std::string text;
-        snaptail::write_prometheus(text, tailer->stats(), {{"path", config.options.path.string()}});
+        const std::string followed =
+            config.options.files
+                ? (config.options.files->root / config.options.files->glob).string()
+                : config.options.path.string();
+        snaptail::write_prometheus(text, tailer->stats(), {{"path", followed}});
         try {
             snaptail::write_file_atomically(config.metrics_file, text);
         } catch (const std::system_error& e) {

@@ -11,7 +11,9 @@
 
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <regex>
+#include <sstream>
 
 #ifdef SNAPTAIL_FOLLOW_PATH
 
@@ -114,6 +116,12 @@ TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
         {"--linger-ms"},
         {"--linger-ms", "-5", "x.log"},
         {"--batch-lines", "0x10", "x.log"},
+        {"--dir", dir.path().string(), "--glob", "*.log", "x.log"},
+        {"--dir", dir.path().string()},
+        {"--glob", "*.log", "x.log"},
+        {"--all-files", "x.log"},
+        {"--dir", dir.path().string(), "--glob", "*.log", "--order", "size"},
+        {"--dir", dir.path().string(), "--glob", "/abs/*.log"},
     };
     for (const auto& args : bad) {
         Follow follow(dir, args);
@@ -132,13 +140,29 @@ TEST_CASE("snaptail-follow -h and --help print the help on stdout and exit 0", "
         Follow follow(dir, {flag});
         CHECK(follow.wait() == 0);
         const std::string out = follow.out();
-        CHECK_THAT(out, Catch::Matchers::StartsWith("usage: snaptail-follow [options] PATH\n"));
-        for (const char* option :
-             {"--from-beginning", "--from-end", "--batch-lines N", "--batch-bytes N",
-              "--linger-ms N", "--max-line-bytes N", "--long-lines POLICY", "--read-ahead-bytes N",
-              "--poll-ms N", "--rotate-wait-ms N", "--no-inotify", "--checkpoint FILE",
-              "--commit-interval-ms N", "--sink-delay-ms N", "--idle-exit-ms N", "--show-batches",
-              "--stats"}) {
+        CHECK_THAT(out, Catch::Matchers::StartsWith("usage: snaptail-follow [options] [PATH]\n"));
+        for (const char* option : {"--from-beginning",
+                                   "--from-end",
+                                   "--batch-lines N",
+                                   "--batch-bytes N",
+                                   "--linger-ms N",
+                                   "--max-line-bytes N",
+                                   "--long-lines POLICY",
+                                   "--read-ahead-bytes N",
+                                   "--poll-ms N",
+                                   "--rotate-wait-ms N",
+                                   "--no-inotify",
+                                   "--checkpoint FILE",
+                                   "--commit-interval-ms N",
+                                   "--sink-delay-ms N",
+                                   "--idle-exit-ms N",
+                                   "--show-batches",
+                                   "--stats",
+                                   "--dir ROOT",
+                                   "--glob PATTERN",
+                                   "--all-files",
+                                   "--order name|mtime",
+                                   "--max-open-files N"}) {
             CHECK_THAT(out, has_substring(option));
         }
         CHECK(follow.err().empty());
@@ -298,6 +322,56 @@ TEST_CASE(
         CHECK(verdict.output == "");
         CHECK(verdict.status == 0);
     }
+}
+
+TEST_CASE("snaptail-follow --dir --glob prints the hourly files' lines byte-exact, file by file",
+          "[follow][file_set]") {
+    TempDir dir;
+    std::string expected;
+    for (const auto& [date, hour] : std::vector<std::pair<int, int>>{
+             {20261204, 9}, {20261204, 10}, {20261204, 23}, {20261205, 0}}) {
+        std::string content;
+        for (int i = 0; i < 500; ++i) {
+            content += fmt::format("{}/{} line {} \xff", date, hour, i);
+            content += std::string("\0", 1);
+            content += "\n";
+        }
+        const auto file = dir / "hourly" / std::to_string(date) / std::to_string(hour);
+        fs::create_directories(file.parent_path());
+        append(file, content);
+        expected += content;
+    }
+    Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "64", "--show-batches", "--dir",
+                        dir.path().string(), "--glob", "hourly/*/*"});
+    CHECK(follow.wait() == 0);
+    CHECK(follow.out() == expected);
+    // --show-batches names the file of each batch: 8 batches of hour 9 (500 lines, 64 a batch).
+    const std::string err = follow.err();
+    const std::regex batch_line("batch [0-9]+: " + (dir / "hourly/20261204/9").string() + ": ");
+    const auto count = std::distance(std::sregex_iterator(err.begin(), err.end(), batch_line),
+                                     std::sregex_iterator());
+    CHECK(count == 8);
+}
+
+TEST_CASE("snaptail-follow --dir --all-files prints every file's lines in order within it",
+          "[follow][file_set]") {
+    TempDir dir;
+    for (int f = 0; f < 5; ++f) {
+        append(dir / fmt::format("app{}.log", f), text_of(numbered(fmt::format("f{}", f), 1, 300)));
+    }
+    Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "16", "--all-files", "--stats",
+                        "--dir", dir.path().string(), "--glob", "app*.log"});
+    CHECK(follow.wait() == 0);
+    std::map<std::string, std::vector<std::string>> per_file;
+    std::istringstream lines(follow.out());
+    for (std::string line; std::getline(lines, line);) {
+        per_file[line.substr(0, line.find('-'))].push_back(line);
+    }
+    REQUIRE(per_file.size() == 5);
+    for (int f = 0; f < 5; ++f) {
+        CHECK(per_file[fmt::format("f{}", f)] == numbered(fmt::format("f{}", f), 1, 300));
+    }
+    CHECK_THAT(follow.err(), has_substring("\"files_found\":5"));
 }
 
 #else
