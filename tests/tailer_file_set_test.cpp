@@ -324,3 +324,41 @@ TEST_CASE("an older file that appears late is read, and the current one resumed 
     CHECK(got.lines() == concat(hour_lines(20261204, 10, 1, 5), hour_lines(20261204, 9, 1, 3),
                                 hour_lines(20261204, 10, 6, 7)));
 }
+
+TEST_CASE("positions stored by an exactly-once sink resume a file set without a checkpoint",
+          "[file_set][newest][checkpoint]") {
+    TempDir dir;
+    for (int hour : {1, 2, 3}) {
+        write_hour(dir, 20261204, hour, 1, 10);
+    }
+    // What a sink stores with each batch: the path and the end position of that batch.
+    std::vector<std::pair<std::string, Position>> history;
+    auto options = hourly_options(dir);
+    options.checkpoint_path.reset();
+    options.max_batch_lines = 4;
+    {
+        auto first = options;
+        first.idle_exit = 150ms;
+        Tailer tailer(first, RawLineParser{}, [&](Batch<std::string_view>& batch) {
+            history.emplace_back(std::string(batch.path()), batch.end_position());
+        });
+        tailer.run(std::stop_token{});
+    }
+    // Batches of 4: hour 1 ends after its third batch, hour 2's second batch ends at line 8.
+    REQUIRE(history.size() == 9);
+    REQUIRE(history[2].first == hour_file(dir, 20261204, 1).string());
+    REQUIRE(history[4].first == hour_file(dir, 20261204, 2).string());
+    REQUIRE(history[4].second.line == 8);
+    // The database committed up to hour 2's second batch, then the process died.
+    options.resume_positions = {history[2].second, history[4].second};
+    CHECK(run_once(options) ==
+          concat(hour_lines(20261204, 2, 9, 10), hour_lines(20261204, 3, 1, 10)));
+    // Only hour 2's position: hour 1 lies before it and counts as read.
+    options.resume_positions = {history[4].second};
+    CHECK(run_once(options) ==
+          concat(hour_lines(20261204, 2, 9, 10), hour_lines(20261204, 3, 1, 10)));
+
+    auto single = quick_options(dir / "x.log");
+    single.resume_positions = options.resume_positions;
+    CHECK_THROWS_WITH(validate(single), has_substring("resume_positions"));
+}

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -66,6 +67,9 @@ struct Config {
     std::uint64_t other_every{0};
     std::uint64_t first_seq{1};
     std::string path{"-"};
+    std::string hourly;  // the node's layout: <hourly>/<date>/<hour>
+    std::uint64_t hour_lines{0};
+    std::uint64_t hour_seconds{0};
 };
 
 Config parse_args(int argc, char** argv) {
@@ -99,8 +103,31 @@ Config parse_args(int argc, char** argv) {
     add_number(app, "--other-every", config.other_every,
                "make every Nth line a JSON object that is not an order (default 0: none)");
     add_number(app, "--first-seq", config.first_seq, "seq of the first line (default 1)");
+    app.add_option("--hourly", config.hourly,
+                   "write the node's layout instead of PATH: DIR/<date>/<hour> (no zero\n"
+                   "padding: .../20261126/9, .../20261126/10), a new hour file every\n"
+                   "--hour-lines lines or --hour-seconds seconds, a new date folder after\n"
+                   "hour 23; starts at 20261126/17")
+        ->type_name("DIR");
+    add_number(app, "--hour-lines", config.hour_lines, "with --hourly: lines per hour file")
+        ->type_name("N");
+    add_number(app, "--hour-seconds", config.hour_seconds,
+               "with --hourly and --rate: seconds per hour file")
+        ->type_name("S");
     app.add_option("PATH", config.path, "where to append ('-' or none: stdout)")->type_name("");
     snaptail::examples::parse_command_line(app, argc, argv);
+    if (!config.hourly.empty() && config.path != "-") {
+        usage_error("give either PATH or --hourly DIR");
+    }
+    if (config.hourly.empty() && (config.hour_lines != 0 || config.hour_seconds != 0)) {
+        usage_error("--hour-lines and --hour-seconds go with --hourly");
+    }
+    if (!config.hourly.empty() && (config.hour_lines == 0) == (config.hour_seconds == 0)) {
+        usage_error("--hourly needs one of --hour-lines N and --hour-seconds S");
+    }
+    if (config.hour_seconds != 0 && config.rate == 0) {
+        usage_error("--hour-seconds needs --rate");
+    }
     if (config.seconds && config.rate == 0) {
         usage_error("--seconds needs --rate");
     }
@@ -346,18 +373,91 @@ class Generator {
     std::uint64_t other_lines_{0};
 };
 
+// Where lines go: PATH, stdout, or the node's hourly layout, whose current file rolls over to
+// the next hour (and, after hour 23, to the next date's folder).
+class Output {
+  public:
+    explicit Output(const Config& config) : config_(config) {
+        if (!config.hourly.empty()) {
+            open_hour();
+        } else if (config.path != "-") {
+            open(config.path);
+        }
+    }
+    Output(const Output&) = delete;
+    Output& operator=(const Output&) = delete;
+    ~Output() { close(); }
+
+    void write(std::string_view data) { write_all(fd_, data, "write"); }
+    /// The file written now ("-" for stdout).
+    const std::string& name() const noexcept { return name_; }
+    /// Hourly: moves to the next hour's file. Everything written so far is in the old one.
+    void next_hour() {
+        if (++hour_ == 24) {
+            hour_ = 0;
+            date_ = next_date(date_);
+        }
+        open_hour();
+    }
+    std::uint64_t files() const noexcept { return files_; }
+
+  private:
+    // 20261126 -> 20261127, across months and years.
+    static int next_date(int date) {
+        const std::chrono::year_month_day day{std::chrono::year{date / 10000},
+                                              std::chrono::month{unsigned(date / 100 % 100)},
+                                              std::chrono::day{unsigned(date % 100)}};
+        const std::chrono::year_month_day next{std::chrono::sys_days{day} + std::chrono::days{1}};
+        return int(next.year()) * 10000 + int(unsigned(next.month())) * 100 +
+               int(unsigned(next.day()));
+    }
+
+    void open_hour() {
+        const std::string folder = fmt::format("{}/{}", config_.hourly, date_);
+        std::error_code error;
+        std::filesystem::create_directories(folder, error);
+        if (error) {
+            throw std::system_error(error, "cannot create " + folder);
+        }
+        open(fmt::format("{}/{}", folder, hour_));
+    }
+
+    void open(const std::string& path) {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            throw std::system_error(errno, std::system_category(), path);
+        }
+        close();
+        fd_ = fd;
+        name_ = path;
+        ++files_;
+    }
+
+    void close() noexcept {
+        if (fd_ != STDOUT_FILENO) {
+            ::close(fd_);
+        }
+        fd_ = STDOUT_FILENO;
+    }
+
+    const Config& config_;
+    int fd_{STDOUT_FILENO};
+    std::string name_{"-"};
+    int date_{20261126};
+    int hour_{17};
+    std::uint64_t files_{0};
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const Config config = parse_args(argc, argv);
-    int fd = STDOUT_FILENO;
-    if (config.path != "-") {
-        fd = ::open(config.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            fmt::print(stderr, "gen_orders: {}: {}\n", config.path,
-                       std::system_category().message(errno));
-            return 1;
-        }
+    std::optional<Output> output;
+    try {
+        output.emplace(config);
+    } catch (const std::system_error& e) {
+        fmt::print(stderr, "gen_orders: {}\n", e.what());
+        return 1;
     }
 
     Generator generator(config);
@@ -369,17 +469,34 @@ int main(int argc, char** argv) {
         return (config.bytes && bytes >= *config.bytes) || (config.lines && lines >= *config.lines);
     };
     auto flush = [&] {
-        write_all(fd, out, "write");
+        output->write(out);
         out.clear();
     };
+    const auto started = std::chrono::steady_clock::now();
+    std::uint64_t hour_index = 0;  // hourly: which hour of the run is being written
     auto emit = [&](double time_ms) {
+        // An hour ends on a line boundary: what is buffered belongs to the old file.
+        if (!config.hourly.empty()) {
+            const std::uint64_t hour =
+                config.hour_lines != 0
+                    ? lines / config.hour_lines
+                    : static_cast<std::uint64_t>(
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
+                              .count()) /
+                          config.hour_seconds;
+            if (hour != hour_index) {
+                flush();
+                for (; hour_index < hour; ++hour_index) {
+                    output->next_hour();
+                }
+            }
+        }
         const std::size_t before = out.size();
         generator.append_line(out, time_ms);
         bytes += out.size() - before;
         ++lines;
     };
 
-    const auto started = std::chrono::steady_clock::now();
     try {
         if (config.rate == 0) {
             double time_ms = 0;
@@ -413,7 +530,7 @@ int main(int argc, char** argv) {
             }
         }
     } catch (const std::system_error& e) {
-        fmt::print(stderr, "gen_orders: {}: {}\n", config.path, e.what());
+        fmt::print(stderr, "gen_orders: {}: {}\n", output->name(), e.what());
         return 1;
     }
     const double seconds =
@@ -423,9 +540,9 @@ int main(int argc, char** argv) {
                "{:.2f} s ({:.0f} lines/s)\n",
                lines, generator.bad_lines(), generator.other_lines(), bytes,
                lines != 0 ? static_cast<double>(bytes) / static_cast<double>(lines) : 0.0,
-               config.path, seconds, static_cast<double>(lines) / seconds);
-    if (fd != STDOUT_FILENO) {
-        ::close(fd);
-    }
+               config.hourly.empty()
+                   ? config.path
+                   : fmt::format("{} ({} hour files)", config.hourly, output->files()),
+               seconds, static_cast<double>(lines) / seconds);
     return 0;
 }

@@ -63,6 +63,7 @@ struct Config {
     std::string postgres;  // conninfo; empty: no database
     std::string postgres_table{"orders"};
     std::string stream;  // the positions' key; default: PATH
+    std::string source;  // PATH, or ROOT/PATTERN
 };
 
 Config parse_args(int argc, char** argv) {
@@ -76,6 +77,8 @@ Config parse_args(int argc, char** argv) {
         "order_stats");
     snaptail::examples::set_style(app);
     std::string path;
+    std::string root;
+    std::string glob;
     add_number(app, "--parse-threads", o.parse_threads,
                "threads that parse each batch (default 1: the reading thread)");
     app.add_flag_callback(
@@ -106,18 +109,38 @@ Config parse_args(int argc, char** argv) {
                    "the name the stored positions go under (default: PATH)")
         ->type_name("NAME");
 #endif
-    app.add_option("PATH", path, "the order log to follow")->required()->type_name("");
+    app.add_option("--dir", root,
+                   "follow the node's rolling files instead of PATH: the files below ROOT\n"
+                   "whose relative path matches --glob, one at a time in natural order\n"
+                   "(hourly/20261204/9 before .../10, each date folder in turn)")
+        ->type_name("ROOT");
+    app.add_option("--glob", glob, "with --dir: e.g. 'hourly/*/*'")->type_name("PATTERN");
+    app.add_option("PATH", path, "the order log to follow")->type_name("");
     snaptail::examples::parse_command_line(app, argc, argv);
+    if (path.empty() == root.empty()) {
+        usage_error("give either PATH or --dir ROOT --glob PATTERN");
+    }
+    if (root.empty() != glob.empty()) {
+        usage_error("--dir and --glob go together");
+    }
     if (config.strict && config.no_parse) {
         usage_error("--strict and --no-parse exclude each other");
     }
     if (!config.postgres.empty() && config.no_parse) {
         usage_error("--postgres needs the orders: not with --no-parse");
     }
+    if (!root.empty()) {
+        o.files = snaptail::FileSet{};
+        o.files->root = root;
+        o.files->glob = glob;
+        path = (o.files->root / glob).string();  // names the source in views and positions
+    } else {
+        o.path = path;
+    }
     if (config.stream.empty()) {
         config.stream = path;
     }
-    o.path = path;
+    config.source = path;
     return config;
 }
 
@@ -313,7 +336,7 @@ std::string live_view(const Config& config, const Snapshot& s, const Rates& rate
         "order_stats {}  up {:.0f} s  parse threads {}\n"
         "lines {} ({:.0f}/s, {:.1f} MB/s)  orders {}  other lines {}  parse errors {}  "
         "lag {}\n\n",
-        config.options.path.string(), uptime, config.options.parse_threads, grouped(s.stats.lines),
+        config.source, uptime, config.options.parse_threads, grouped(s.stats.lines),
         rates.lines_per_s, rates.bytes_per_s / 1e6, grouped(s.totals.records),
         grouped(s.stats.filtered), grouped(s.stats.parse_errors), human_bytes(s.stats.lag));
     out += coin_table(s.totals, 20);
@@ -332,7 +355,7 @@ std::string summary_text(const Config& config, const Snapshot& s, double busy, d
         "order_stats {}: {} lines, {} ({} orders, {} other lines, {} parse errors)\n"
         "in {:.3f} s to the last batch ({:.0f} lines/s, {:.1f} MB/s), {:.3f} s in all; "
         "parser {}, parse threads {}; peak RSS {:.1f} MiB\n\n",
-        config.options.path.string(), grouped(s.stats.lines), human_bytes(s.stats.bytes),
+        config.source, grouped(s.stats.lines), human_bytes(s.stats.bytes),
         grouped(s.totals.records), grouped(s.stats.filtered), grouped(s.stats.parse_errors), busy,
         busy > 0 ? static_cast<double>(s.stats.lines) / busy : 0.0,
         busy > 0 ? static_cast<double>(s.stats.bytes) / busy / 1e6 : 0.0, wall, parser_name(config),
@@ -545,7 +568,12 @@ int main(int argc, char** argv) {
     if (!config.postgres.empty()) {
         // Exactly once: resume just past what the table holds.
         try {
-            if (auto stored = snaptail::postgres::load_position(config.postgres, config.stream)) {
+            if (config.options.files) {
+                // One position per file: each resumes just past its last stored order.
+                config.options.resume_positions =
+                    snaptail::postgres::load_positions(config.postgres, config.stream);
+            } else if (auto stored =
+                           snaptail::postgres::load_position(config.postgres, config.stream)) {
                 config.options.start = snaptail::StartAt::position(*stored);
             }
         } catch (const std::exception& e) {

@@ -294,12 +294,15 @@ class BatchingTailer {
     // version 1 checkpoint (a single path before), in the file that position names.
     void make_set_source(std::optional<Position> resume) {
         detail::SetStart start;
-        start.position = resume;
+        start.positions = options_.resume_positions;
+        if (resume) {
+            start.positions.push_back(*resume);
+        }
         if (auto* store = committer_.store()) {
             try {
                 if (auto saved = store->load_state()) {
                     if (saved->version == 1) {
-                        start.position = saved->files.front().position;
+                        start.positions = {saved->files.front().position};
                     } else if (saved->root != options_.files->root.string() ||
                                saved->glob != options_.files->glob) {
                         throw CheckpointError(fmt::format(
@@ -308,7 +311,7 @@ class BatchingTailer {
                             store->path().string(), saved->root, saved->glob,
                             source_name(options_)));
                     } else {
-                        start.position.reset();
+                        start.positions.clear();
                         start.saved = std::move(saved);
                     }
                 }

@@ -17,9 +17,9 @@ namespace snaptail {
 
 /// Where a tailer is in one file of a file set.
 struct FileCheckpoint {
-    Position position;   ///< Just past the last delivered line (identity and fingerprint too).
-    std::string path;    ///< The name the file had when last seen.
-    bool done{false};    ///< Follow newest: read to its end and left for a newer file.
+    Position position;  ///< Just past the last delivered line (identity and fingerprint too).
+    std::string path;   ///< The name the file had when last seen.
+    bool done{false};   ///< Follow newest: read to its end and left for a newer file.
     /// When the file was first found gone (seconds since the epoch; 0 while it is there):
     /// its entry is pruned once FileSet::forget_after has passed since.
     std::int64_t gone_since{0};
@@ -124,8 +124,8 @@ inline ParsedCheckpoint parse_checkpoint_v2(std::string_view text) {
         return true;
     };
     std::string_view line;
-    for (auto [key, target] : {std::pair<std::string_view, std::string*>{"root", &state.root},
-                               {"glob", &state.glob}}) {
+    for (auto [key, target] :
+         {std::pair<std::string_view, std::string*>{"root", &state.root}, {"glob", &state.glob}}) {
         if (!next(line)) {
             return fail(fmt::format("truncated: '{}' is missing", key));
         }
@@ -179,12 +179,11 @@ inline ParsedCheckpoint parse_checkpoint_v2(std::string_view text) {
 /// otherwise. Allocates.
 inline std::string to_text(const CheckpointState& state) {
     if (state.version == 1) {
-        return to_text(state.files.empty() ? Position{} : state.files.front().position,
-                       state.path);
+        return to_text(state.files.empty() ? Position{} : state.files.front().position, state.path);
     }
-    std::string text = fmt::format("{}\nroot={}\nglob={}\n", detail::checkpoint_magic_v2,
-                                   detail::encode_path(state.root),
-                                   detail::encode_path(state.glob));
+    std::string text =
+        fmt::format("{}\nroot={}\nglob={}\n", detail::checkpoint_magic_v2,
+                    detail::encode_path(state.root), detail::encode_path(state.glob));
     for (const auto& file : state.files) {
         const Position& p = file.position;
         fmt::format_to(std::back_inserter(text), "file={} {} {:016x}/{} {} {} {} {} {}\n",

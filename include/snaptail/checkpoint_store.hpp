@@ -201,8 +201,6 @@ class CheckpointStore {
         }
     }
 
-
-
     [[noreturn]] void fail(std::string_view what) const {
         throw CheckpointError(fmt::format("snaptail: checkpoint {}: {}", file_.string(), what));
     }

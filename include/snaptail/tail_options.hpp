@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace snaptail {
 
@@ -129,6 +130,11 @@ struct TailOptions {
     /// last complete line of the newest file (all_files: of every file); position starts in the
     /// file it names (follow newest: files before it in order count as read).
     StartAt start{StartAt::beginning};
+    /// A file set only: positions stored outside the tailer, one per file (what an exactly-once
+    /// sink stored: Batch::end_position()), used like StartAt::position when no checkpoint is
+    /// valid. Each file they name resumes there; in follow newest, files ordered before the last
+    /// of them that have none count as read. Files they do not name start as `start` says.
+    std::vector<Position> resume_positions;
 
     /// A batch is handed to the sink when it holds this many records...
     std::size_t max_batch_lines{4096};
@@ -250,6 +256,9 @@ inline void validate(const TailOptions& o) {
     using detail::reject_option;
     if (o.files) {
         detail::validate_file_set(o);
+    } else if (!o.resume_positions.empty()) {
+        reject_option("resume_positions", fmt::format("({} positions)", o.resume_positions.size()),
+                      "applies to a file set; a single path resumes with StartAt::position");
     } else if (o.path.empty()) {
         reject_option("path", "\"\"",
                       "a path to follow is required (or a file set in TailOptions::files)");

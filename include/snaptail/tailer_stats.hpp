@@ -13,14 +13,14 @@ namespace snaptail {
 
 /// One followed file's state, as of the tailer's last wait.
 struct FileStats {
-    std::string path;                ///< The name the file had when last seen.
-    FileId file;                     ///< Device and inode.
-    bool open{false};                ///< Whether its descriptor is open.
-    bool done{false};                ///< Follow newest: read to its end and left for a newer file.
-    std::uint64_t offset{0};         ///< Just past the last delivered line.
-    std::uint64_t lines{0};          ///< Lines before that offset (the last delivered line's number).
-    std::uint64_t size{0};           ///< Its size when last seen.
-    std::size_t pending_bytes{0};    ///< Read but not delivered.
+    std::string path;              ///< The name the file had when last seen.
+    FileId file;                   ///< Device and inode.
+    bool open{false};              ///< Whether its descriptor is open.
+    bool done{false};              ///< Follow newest: read to its end and left for a newer file.
+    std::uint64_t offset{0};       ///< Just past the last delivered line.
+    std::uint64_t lines{0};        ///< Lines before that offset (the last delivered line's number).
+    std::uint64_t size{0};         ///< Its size when last seen.
+    std::size_t pending_bytes{0};  ///< Read but not delivered.
 };
 
 /// A snapshot of a tailer's counters, as of its last delivered batch or wait.
@@ -40,11 +40,12 @@ struct TailerStats {
     std::uint64_t io_errors{0};    ///< Failed opens and reads (each retried).
     std::uint64_t commits{0};      ///< Checkpoints written.
     std::uint64_t checkpoint_errors{0};  ///< Checkpoint writes that failed (retried next batch).
-    std::string current_file;            ///< The path followed; in a file set the file being read (follow newest), else "root/glob".
-    bool file_open{false};               ///< Whether a file is open.
-    bool waiting_for_path{false};        ///< No file is open because the path does not exist.
-    std::uint64_t offset{0};             ///< Offset just past the last delivered line.
-    std::uint64_t lag{0};                ///< File size minus offset, at the last check.
+    std::string current_file;      ///< The path followed; in a file set the file being read (follow
+                                   ///< newest), else "root/glob".
+    bool file_open{false};         ///< Whether a file is open.
+    bool waiting_for_path{false};  ///< No file is open because the path does not exist.
+    std::uint64_t offset{0};       ///< Offset just past the last delivered line.
+    std::uint64_t lag{0};          ///< File size minus offset, at the last check.
     std::size_t pending_bytes{0};  ///< Bytes read but not delivered (incomplete line included).
     std::size_t read_ahead_high_water{0};  ///< Most bytes ever held read but undelivered.
     /// Stretches of a backlog read by all parse threads at once (parse_threads > 1, while

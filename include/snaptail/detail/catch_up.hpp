@@ -58,9 +58,8 @@ class CatchUp {
         Scope<Pipeline> scope(*this, reader, pipeline);
         auto& window = reader.window();
         // Ranges stay within the first range_window_ bytes of the window: a smaller working set.
-        reader.make_room(pipeline, window.end_ + range_min_bytes > range_window_
-                                       ? window.capacity()
-                                       : range_min_bytes);
+        reader.make_room(pipeline, window.end_ + range_min_bytes > range_window_ ? window.capacity()
+                                                                                 : range_min_bytes);
         if (limit(window) - window.end_ < range_min_bytes) {
             return std::nullopt;
         }
@@ -205,9 +204,9 @@ class CatchUp {
             return false;
         }
         ++reader.totals().io_errors;
-        reader.reporter().report(
-            ErrorKind::io, fmt::format("read failed: {}", errno_text(range.pieces[0].error)),
-            reader.path_text(), reader.file().offset(), 0);
+        reader.reporter().report(ErrorKind::io,
+                                 fmt::format("read failed: {}", errno_text(range.pieces[0].error)),
+                                 reader.path_text(), reader.file().offset(), 0);
         return true;
     }
 

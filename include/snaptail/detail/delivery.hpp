@@ -78,12 +78,11 @@ class Delivery {
     void report_undelivered(const Batch<R>& batch, const std::string& path) {
         reporter_.report(
             ErrorKind::undelivered,
-            fmt::format("{} records of lines {}-{} (ending at byte {}) were not delivered "
-                        "before stop; the position stays before them{}",
-                        batch.size(), batch.first_line(), batch.last_line(),
-                        batch.end_position().offset,
-                        options_.checkpoint_path ? ", so a restart from the checkpoint delivers them"
-                                                 : ""),
+            fmt::format(
+                "{} records of lines {}-{} (ending at byte {}) were not delivered "
+                "before stop; the position stays before them{}",
+                batch.size(), batch.first_line(), batch.last_line(), batch.end_position().offset,
+                options_.checkpoint_path ? ", so a restart from the checkpoint delivers them" : ""),
             path, batch.end_position().offset, batch.first_line());
     }
 

@@ -28,7 +28,18 @@ namespace snaptail::detail {
 /// Where a file set starts: a checkpoint's entries, or TailOptions::start at the first scan.
 struct SetStart {
     std::optional<CheckpointState> saved;  ///< Version 2 entries (none: a first start).
-    std::optional<Position> position;      ///< StartAt::position, or a version 1 checkpoint.
+    /// StartAt::position and TailOptions::resume_positions, or a version 1 checkpoint's.
+    std::vector<Position> positions;
+
+    /// The position given for `id`, if any.
+    const Position* position_of(FileId id) const noexcept {
+        for (const Position& p : positions) {
+            if (p.file == id) {
+                return &p;
+            }
+        }
+        return nullptr;
+    }
 };
 
 /// Not thread-safe (the tailer's thread), except wake().
@@ -152,6 +163,13 @@ class FileSetSource : public Source {
             reader.seek_to_last_line_start(out.size);
         }
         return true;
+    }
+
+    // Since when `file` has been left alone, on the steady clock: its last modification, or
+    // `now` when its time cannot be had.
+    static clock::time_point quiet_start(const FollowedFile& file, clock::time_point now) {
+        const auto idle = file.unmodified_for();
+        return idle ? now - std::chrono::duration_cast<clock::duration>(*idle) : now;
     }
 
     // `file` went before it was read to its end: the rest is lost, and said so. A file gone

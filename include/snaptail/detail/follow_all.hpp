@@ -140,9 +140,12 @@ class FollowAll final : public FileSetSource {
         const bool fresh_start = first && !start_.saved;
         for (SetFile* file : changes.appeared) {
             file->reader = std::make_unique<FileReader>(options_, file->full, totals_, reporter_);
-            if (fresh_start && start_.position && file->id == start_.position->file) {
-                file->position = *start_.position;
-            } else if (fresh_start && !start_.position && options_.start == StartAt::end) {
+            if (!fresh_start) {
+                continue;  // appeared later: read from its first byte
+            }
+            if (const Position* saved = start_.position_of(file->id)) {
+                file->position = *saved;
+            } else if (options_.start == StartAt::end) {
                 file->start_at_end = file->size > 0;
             }
         }
@@ -241,10 +244,8 @@ class FollowAll final : public FileSetSource {
         if (file.seen) {
             return false;
         }
-        if (!file.quiet_since) {
-            file.quiet_since = now;
-            return false;
-        }
+        const auto since = quiet_start(reader.file(), now);
+        file.quiet_since = file.quiet_since ? std::min(*file.quiet_since, since) : since;
         if (now - *file.quiet_since < options_.rotate_wait) {
             return false;
         }

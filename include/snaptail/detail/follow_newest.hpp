@@ -42,9 +42,10 @@ class FollowNewest final : public FileSetSource {
             quiet_since_.reset();
             return false;
         }
-        if (!quiet_since_) {
-            quiet_since_ = now;
-        }
+        // Quiet means unmodified: a file written an hour ago (a backlog after downtime) is left
+        // at once, one still being written is read until it has rested for rotate_wait.
+        const auto since = quiet_start(reader_.file(), now);
+        quiet_since_ = quiet_since_ ? std::min(*quiet_since_, since) : since;
         if (now - *quiet_since_ < options_.rotate_wait) {
             return false;
         }
@@ -221,26 +222,35 @@ class FollowNewest final : public FileSetSource {
         committer_.commit(true);
     }
 
-    // The first scan of a tailer without a version 2 checkpoint: StartAt says where to begin.
+    // The first scan of a tailer without a version 2 checkpoint: StartAt (and positions
+    // stored elsewhere) say where to begin.
     void apply_start() {
         if (start_.saved) {
             return;
         }
         const auto& files = catalog_.ordered();
-        if (start_.position) {
-            const auto at = std::find_if(files.begin(), files.end(), [&](const SetFile* file) {
-                return file->id == start_.position->file;
+        if (!start_.positions.empty()) {
+            const auto last = std::find_if(files.rbegin(), files.rend(), [&](const SetFile* file) {
+                return start_.position_of(file->id) != nullptr;
             });
-            if (at == files.end()) {
+            if (last == files.rend()) {
                 reporter_.report(ErrorKind::gap,
-                                 fmt::format("the start position's file {} is not in the set; "
-                                             "reading every file from its first byte",
-                                             start_.position->file),
-                                 name(), start_.position->offset, start_.position->line);
+                                 fmt::format("none of the {} start positions names a file in the "
+                                             "set (the last: {}); reading every file from its "
+                                             "first byte",
+                                             start_.positions.size(), start_.positions.back()),
+                                 name(), start_.positions.back().offset,
+                                 start_.positions.back().line);
                 return;
             }
-            std::for_each(files.begin(), at, [](SetFile* file) { skip(*file); });
-            (*at)->position = *start_.position;
+            const auto end = last.base();  // one past the last file with a position
+            for (auto it = files.begin(); it != end; ++it) {
+                if (const Position* saved = start_.position_of((*it)->id)) {
+                    (*it)->position = *saved;
+                } else {
+                    skip(**it);
+                }
+            }
             return;
         }
         if (options_.start == StartAt::end && !files.empty()) {

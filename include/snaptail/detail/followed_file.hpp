@@ -8,9 +8,11 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -100,6 +102,20 @@ class FollowedFile {
             return -1;
         }
         return static_cast<long long>(st.st_size);
+    }
+
+    /// How long ago the file was last modified (its mtime against the system clock), or
+    /// nullopt when it cannot be had. Never allocates.
+    std::optional<std::chrono::nanoseconds> unmodified_for() const noexcept {
+        struct stat st {};
+        if (::fstat(fd_.get(), &st) != 0) {
+            return std::nullopt;
+        }
+        const auto modified =
+            std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec};
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        return now > modified ? std::chrono::duration_cast<std::chrono::nanoseconds>(now - modified)
+                              : std::chrono::nanoseconds{0};
     }
 
     void close() noexcept {
