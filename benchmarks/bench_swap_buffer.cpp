@@ -1,5 +1,5 @@
-// Throughput of SwapBuffer from 1 and 2 producers to one batch-draining consumer, against a
-// std::mutex + std::deque queue and, if available, moodycamel::BlockingConcurrentQueue.
+// Throughput of SwapBuffer from 1, 2 and 4 producers to one batch-draining consumer, against
+// a std::mutex + std::deque queue and, if available, moodycamel::BlockingConcurrentQueue.
 //
 // Every consumer takes items in batches:
 //   snaptail     wait_drain(batch, 4096 items or 1 ms linger), capacity 65536 with block;
@@ -7,8 +7,13 @@
 //                lock (producers notify_one per push); unbounded;
 //   moodycamel   wait_dequeue_bulk of up to 4096, producers with a ProducerToken; unbounded.
 // Each run times from the release of all threads to the consumer's last item, and checks the
-// count and a checksum. Usage: bench_swap_buffer [--items N] [--reps R]
+// count and a checksum. A round runs the three one after the other, so that a disturbance of
+// the shared machine hits all of them alike; the table shows the median over the rounds of
+// each one's rate and of the per-round ratios.
+// Usage: bench_swap_buffer [--items N] [--rounds R] [--producers P] (P = 0: 1, 2 and 4)
 #include <snaptail/swap_buffer.hpp>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -18,6 +23,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <fstream>
 #include <iterator>
 #include <latch>
 #include <mutex>
@@ -45,8 +51,8 @@ static_assert(sizeof(Payload64) == 64);
 
 template <class T>
 T make_item(std::uint64_t i) {
-    if constexpr (std::is_same_v<T, int>) {
-        return static_cast<int>(i);
+    if constexpr (std::is_same_v<T, long>) {
+        return static_cast<long>(i);
     } else {
         return Payload64{{i, i, i, i, i, i, i, i}};
     }
@@ -54,7 +60,7 @@ T make_item(std::uint64_t i) {
 
 template <class T>
 std::uint64_t key_of(const T& item) {
-    if constexpr (std::is_same_v<T, int>) {
+    if constexpr (std::is_same_v<T, long>) {
         return static_cast<std::uint64_t>(item);
     } else {
         return item.words[0] + item.words[7] - item.words[3];
@@ -208,25 +214,25 @@ double run_moodycamel(std::size_t producers, std::uint64_t per_producer, Consume
 
 using Runner = double (*)(std::size_t, std::uint64_t, Consumed&);
 
-// Best items per second over `reps` runs: on a shared machine the least disturbed run is the
-// most repeatable figure. Exits if any run lost or duplicated an item.
-double best_rate(std::string_view name, Runner run, std::size_t producers, std::uint64_t items,
-                 int reps) {
+// Items per second of one run. Exits if it lost or duplicated an item.
+double rate(std::string_view name, Runner run, std::size_t producers, std::uint64_t items) {
     const std::uint64_t per_producer = items / producers;
     const std::uint64_t total = per_producer * producers;
     const std::uint64_t expected_checksum = total * (total - 1) / 2;
-    double best = 0;
-    for (int r = 0; r < reps; ++r) {
-        Consumed consumed;
-        const double seconds = run(producers, per_producer, consumed);
-        if (consumed.items != total || consumed.checksum != expected_checksum) {
-            fmt::print(stderr, "{}: received {} items (checksum {}), expected {} ({})\n", name,
-                       consumed.items, consumed.checksum, total, expected_checksum);
-            std::exit(1);
-        }
-        best = std::max(best, static_cast<double>(total) / seconds);
+    Consumed consumed;
+    const double seconds = run(producers, per_producer, consumed);
+    if (consumed.items != total || consumed.checksum != expected_checksum) {
+        fmt::print(stderr, "{}: received {} items (checksum {}), expected {} ({})\n", name,
+                   consumed.items, consumed.checksum, total, expected_checksum);
+        std::exit(1);
     }
-    return best;
+    return static_cast<double>(total) / seconds;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // A positive integer, or 0 if `text` is not one.
@@ -237,54 +243,103 @@ std::uint64_t parse_count(const char* text) {
 }
 
 template <class T>
-void bench_type(std::string_view type_name, std::uint64_t items, int reps) {
-    for (const std::size_t producers : {std::size_t{1}, std::size_t{2}}) {
-        const double snap = best_rate("snaptail", run_snaptail<T>, producers, items, reps);
-        const double deque = best_rate("mutex+deque", run_mutex_deque<T>, producers, items, reps);
+void bench_type(std::string_view type_name, std::uint64_t items, int rounds,
+                const std::vector<std::size_t>& producer_counts) {
+    for (const std::size_t producers : producer_counts) {
+        std::vector<double> snap;
+        std::vector<double> deque;
+        std::vector<double> moody;
+        std::vector<double> snap_deque;
+        std::vector<double> snap_moody;
+        for (int r = 0; r < rounds; ++r) {
+            snap.push_back(rate("snaptail", run_snaptail<T>, producers, items));
+            deque.push_back(rate("mutex+deque", run_mutex_deque<T>, producers, items));
+            snap_deque.push_back(snap.back() / deque.back());
+#ifdef SNAPTAIL_HAVE_MOODYCAMEL
+            moody.push_back(rate("moodycamel", run_moodycamel<T>, producers, items));
+            snap_moody.push_back(snap.back() / moody.back());
+#endif
+        }
         std::string moody_rate = "-";
         std::string moody_ratio = "-";
-#ifdef SNAPTAIL_HAVE_MOODYCAMEL
-        const double moody = best_rate("moodycamel", run_moodycamel<T>, producers, items, reps);
-        moody_rate = fmt::format("{:.1f}", moody / 1e6);
-        moody_ratio = fmt::format("{:.2f}x", snap / moody);
-#endif
+        if (!moody.empty()) {
+            moody_rate = fmt::format("{:.1f}", median(moody) / 1e6);
+            moody_ratio = fmt::format("{:.2f}x", median(snap_moody));
+        }
         fmt::print("{:<10} {:>9} {:>10} {:>14.1f} {:>14.1f} {:>14} {:>15.2f}x {:>15}\n", type_name,
-                   producers, items, snap / 1e6, deque / 1e6, moody_rate, snap / deque,
-                   moody_ratio);
+                   producers, items, median(snap) / 1e6, median(deque) / 1e6, moody_rate,
+                   median(snap_deque), moody_ratio);
     }
+}
+
+// The data and unified caches of CPU 0, from sysfs (sysconf's figures are wrong on some VMs).
+std::string cache_sizes() {
+    std::string out;
+    for (int i = 0; i < 8; ++i) {
+        const std::string dir = fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}/", i);
+        std::ifstream level(dir + "level");
+        std::ifstream type(dir + "type");
+        std::ifstream size(dir + "size");
+        std::string l;
+        std::string t;
+        std::string s;
+        if (!(level >> l) || !(type >> t) || !(size >> s)) {
+            break;
+        }
+        if (t != "Instruction") {
+            out += fmt::format("{}L{} {}", out.empty() ? "" : ", ", l, s);
+        }
+    }
+    if (out.empty()) {
+        out = fmt::format("L1d {}, L2 {}, L3 {} (sysconf)", sysconf(_SC_LEVEL1_DCACHE_SIZE),
+                          sysconf(_SC_LEVEL2_CACHE_SIZE), sysconf(_SC_LEVEL3_CACHE_SIZE));
+    }
+    return out;
+}
+
+std::string load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::string one;
+    std::string five;
+    return in >> one >> five ? fmt::format("{} (1 min), {} (5 min)", one, five) : "unknown";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     std::uint64_t items = 10'000'000;
-    int reps = 5;
+    int rounds = 7;
+    std::vector<std::size_t> producer_counts{1, 2, 4};
     for (int i = 1; i < argc; i += 2) {  // options come in pairs: --name value
         const std::string_view arg = argv[i];
         const std::uint64_t value = i + 1 < argc ? parse_count(argv[i + 1]) : 0;
         if (arg == "--items" && value != 0) {
             items = value;
-        } else if (arg == "--reps" && value != 0 && value < 100) {
-            reps = static_cast<int>(value);
+        } else if ((arg == "--rounds" || arg == "--reps") && value != 0 && value < 100) {
+            rounds = static_cast<int>(value);
+        } else if (arg == "--producers" && value != 0 && value <= 64) {
+            producer_counts = {static_cast<std::size_t>(value)};
         } else {
-            fmt::print(stderr, "usage: {} [--items N] [--reps R]\n", argv[0]);
+            fmt::print(stderr, "usage: {} [--items N] [--rounds R] [--producers P]\n", argv[0]);
             return 2;
         }
     }
 
     fmt::print(
-        "SwapBuffer throughput, one batch-draining consumer; million items/s, best of "
-        "{} runs; {} hardware threads\n",
-        reps, std::thread::hardware_concurrency());
+        "SwapBuffer throughput, one batch-draining consumer; million items/s, median of {} "
+        "rounds (each round runs all three); {} hardware threads; caches {}; load average {}\n",
+        rounds, std::thread::hardware_concurrency(), cache_sizes(), load_average());
     fmt::print(
         "consumers: snaptail wait_drain({} items or 1 ms), capacity 65536, block | "
         "mutex+deque moves all queued items out under the lock | moodycamel "
-        "wait_dequeue_bulk({}) with tokens\n\n",
+        "wait_dequeue_bulk({}) with tokens; ratios are medians of the per-round ratios\n\n",
         batch_items, batch_items);
     fmt::print("{:<10} {:>9} {:>10} {:>14} {:>14} {:>14} {:>16} {:>15}\n", "item", "producers",
                "items", "snaptail", "mutex+deque", "moodycamel", "snap/deque", "snap/moody");
-    bench_type<int>("int", items, reps);
-    bench_type<Payload64>("64-byte", std::max<std::uint64_t>(items / 4, 2), reps);
+    bench_type<long>("long", items, rounds, producer_counts);
+    bench_type<Payload64>("64-byte", std::max<std::uint64_t>(items / 4, 4), rounds,
+                          producer_counts);
+    fmt::print("\nload average after: {}\n", load_average());
 #ifndef SNAPTAIL_HAVE_MOODYCAMEL
     fmt::print("\n(moodycamel::ConcurrentQueue not found at build time: column skipped)\n");
 #endif
