@@ -7,12 +7,14 @@
 //                lock (producers notify_one per push); unbounded;
 //   moodycamel   wait_dequeue_bulk of up to 4096, producers with a ProducerToken; unbounded.
 // Each run times from the release of all threads to the consumer's last item, and checks the
-// count and a checksum. A round runs the three one after the other, so that a disturbance of
-// the shared machine hits all of them alike; the table shows the median over the rounds of
-// each one's rate and of the per-round ratios.
+// count and a checksum, and takes the CPU time of all the process's threads (the steadier
+// figure on a shared machine). A round runs the three one after the other, so that a
+// disturbance hits all of them alike; the tables show the median over the rounds of each
+// one's figure and of the per-round ratios.
 // Usage: bench_swap_buffer [--items N] [--rounds R] [--producers P] (P = 0: 1, 2 and 4)
 #include <snaptail/swap_buffer.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -214,19 +216,37 @@ double run_moodycamel(std::size_t producers, std::uint64_t per_producer, Consume
 
 using Runner = double (*)(std::size_t, std::uint64_t, Consumed&);
 
-// Items per second of one run. Exits if it lost or duplicated an item.
-double rate(std::string_view name, Runner run, std::size_t producers, std::uint64_t items) {
+// CPU time of every thread of this process so far, in seconds.
+double process_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const auto seconds = [](const timeval& tv) {
+        return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+    };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+struct Measured {
+    double items_per_second = 0;
+    double cpu_ns_per_item = 0;  // all threads: producers, consumer, waiting
+};
+
+// One run. Exits if it lost or duplicated an item.
+Measured measure(std::string_view name, Runner run, std::size_t producers, std::uint64_t items) {
     const std::uint64_t per_producer = items / producers;
     const std::uint64_t total = per_producer * producers;
     const std::uint64_t expected_checksum = total * (total - 1) / 2;
     Consumed consumed;
+    const double cpu_before = process_cpu_seconds();
     const double seconds = run(producers, per_producer, consumed);
+    const double cpu = process_cpu_seconds() - cpu_before;
     if (consumed.items != total || consumed.checksum != expected_checksum) {
         fmt::print(stderr, "{}: received {} items (checksum {}), expected {} ({})\n", name,
                    consumed.items, consumed.checksum, total, expected_checksum);
         std::exit(1);
     }
-    return static_cast<double>(total) / seconds;
+    const auto n = static_cast<double>(total);
+    return {n / seconds, cpu * 1e9 / n};
 }
 
 double median(std::vector<double> v) {
@@ -242,33 +262,68 @@ std::uint64_t parse_count(const char* text) {
     return end == text || *end != '\0' ? 0 : value;
 }
 
+struct Row {
+    std::string label;            // item type, producers, items
+    std::vector<double> rate[3];  // per round: snaptail, mutex+deque, moodycamel
+    std::vector<double> cpu[3];
+    std::vector<double> rate_ratio[2];  // snaptail / mutex+deque, snaptail / moodycamel
+    std::vector<double> cpu_ratio[2];   // the other queue's CPU time / snaptail's
+};
+
 template <class T>
 void bench_type(std::string_view type_name, std::uint64_t items, int rounds,
-                const std::vector<std::size_t>& producer_counts) {
-    for (const std::size_t producers : producer_counts) {
-        std::vector<double> snap;
-        std::vector<double> deque;
-        std::vector<double> moody;
-        std::vector<double> snap_deque;
-        std::vector<double> snap_moody;
-        for (int r = 0; r < rounds; ++r) {
-            snap.push_back(rate("snaptail", run_snaptail<T>, producers, items));
-            deque.push_back(rate("mutex+deque", run_mutex_deque<T>, producers, items));
-            snap_deque.push_back(snap.back() / deque.back());
+                const std::vector<std::size_t>& producer_counts, std::vector<Row>& rows) {
+    constexpr std::array<std::string_view, 3> names{"snaptail", "mutex+deque", "moodycamel"};
+    constexpr std::array<Runner, 3> runners{run_snaptail<T>, run_mutex_deque<T>,
 #ifdef SNAPTAIL_HAVE_MOODYCAMEL
-            moody.push_back(rate("moodycamel", run_moodycamel<T>, producers, items));
-            snap_moody.push_back(snap.back() / moody.back());
+                                            run_moodycamel<T>
+#else
+                                            nullptr
 #endif
+    };
+    for (const std::size_t producers : producer_counts) {
+        Row row;
+        row.label = fmt::format("{:<10} {:>9} {:>10}", type_name, producers, items);
+        for (int r = 0; r < rounds; ++r) {
+            std::array<Measured, 3> m{};
+            for (std::size_t q = 0; q < runners.size(); ++q) {
+                if (runners[q] != nullptr) {
+                    m[q] = measure(names[q], runners[q], producers, items);
+                    row.rate[q].push_back(m[q].items_per_second);
+                    row.cpu[q].push_back(m[q].cpu_ns_per_item);
+                }
+            }
+            for (std::size_t q = 1; q < runners.size(); ++q) {
+                if (runners[q] != nullptr) {
+                    row.rate_ratio[q - 1].push_back(m[0].items_per_second / m[q].items_per_second);
+                    row.cpu_ratio[q - 1].push_back(m[q].cpu_ns_per_item / m[0].cpu_ns_per_item);
+                }
+            }
         }
-        std::string moody_rate = "-";
-        std::string moody_ratio = "-";
-        if (!moody.empty()) {
-            moody_rate = fmt::format("{:.1f}", median(moody) / 1e6);
-            moody_ratio = fmt::format("{:.2f}x", median(snap_moody));
-        }
-        fmt::print("{:<10} {:>9} {:>10} {:>14.1f} {:>14.1f} {:>14} {:>15.2f}x {:>15}\n", type_name,
-                   producers, items, median(snap) / 1e6, median(deque) / 1e6, moody_rate,
-                   median(snap_deque), moody_ratio);
+        rows.push_back(std::move(row));
+    }
+}
+
+std::string cell(const std::vector<double>& v, double scale, std::string_view suffix = "") {
+    return v.empty() ? std::string("-") : fmt::format("{:.2f}{}", median(v) * scale, suffix);
+}
+
+void print_rows(const std::vector<Row>& rows) {
+    fmt::print("throughput, million items/s (wall clock)\n");
+    fmt::print("{:<10} {:>9} {:>10} {:>12} {:>12} {:>12} {:>11} {:>11}\n", "item", "producers",
+               "items", "snaptail", "mutex+deque", "moodycamel", "x deque", "x moody");
+    for (const Row& row : rows) {
+        fmt::print("{} {:>12} {:>12} {:>12} {:>11} {:>11}\n", row.label, cell(row.rate[0], 1e-6),
+                   cell(row.rate[1], 1e-6), cell(row.rate[2], 1e-6),
+                   cell(row.rate_ratio[0], 1, "x"), cell(row.rate_ratio[1], 1, "x"));
+    }
+    fmt::print("\nCPU time, ns per item (all threads of the process; less is better)\n");
+    fmt::print("{:<10} {:>9} {:>10} {:>12} {:>12} {:>12} {:>11} {:>11}\n", "item", "producers",
+               "items", "snaptail", "mutex+deque", "moodycamel", "x deque", "x moody");
+    for (const Row& row : rows) {
+        fmt::print("{} {:>12} {:>12} {:>12} {:>11} {:>11}\n", row.label, cell(row.cpu[0], 1),
+                   cell(row.cpu[1], 1), cell(row.cpu[2], 1), cell(row.cpu_ratio[0], 1, "x"),
+                   cell(row.cpu_ratio[1], 1, "x"));
     }
 }
 
@@ -326,19 +381,20 @@ int main(int argc, char** argv) {
     }
 
     fmt::print(
-        "SwapBuffer throughput, one batch-draining consumer; million items/s, median of {} "
-        "rounds (each round runs all three); {} hardware threads; caches {}; load average {}\n",
+        "SwapBuffer against two queues, one batch-draining consumer; median of {} rounds (each "
+        "round runs all three); {} hardware threads; caches {}; load average {}\n",
         rounds, std::thread::hardware_concurrency(), cache_sizes(), load_average());
     fmt::print(
         "consumers: snaptail wait_drain({} items or 1 ms), capacity 65536, block | "
         "mutex+deque moves all queued items out under the lock | moodycamel "
-        "wait_dequeue_bulk({}) with tokens; ratios are medians of the per-round ratios\n\n",
+        "wait_dequeue_bulk({}) with tokens; ratios (snaptail's advantage) are medians of the "
+        "per-round ratios\n\n",
         batch_items, batch_items);
-    fmt::print("{:<10} {:>9} {:>10} {:>14} {:>14} {:>14} {:>16} {:>15}\n", "item", "producers",
-               "items", "snaptail", "mutex+deque", "moodycamel", "snap/deque", "snap/moody");
-    bench_type<long>("long", items, rounds, producer_counts);
-    bench_type<Payload64>("64-byte", std::max<std::uint64_t>(items / 4, 4), rounds,
-                          producer_counts);
+    std::vector<Row> rows;
+    bench_type<long>("long", items, rounds, producer_counts, rows);
+    bench_type<Payload64>("64-byte", std::max<std::uint64_t>(items / 4, 4), rounds, producer_counts,
+                          rows);
+    print_rows(rows);
     fmt::print("\nload average after: {}\n", load_average());
 #ifndef SNAPTAIL_HAVE_MOODYCAMEL
     fmt::print("\n(moodycamel::ConcurrentQueue not found at build time: column skipped)\n");
