@@ -11,7 +11,8 @@
 // figure on a shared machine). A round runs the three one after the other, so that a
 // disturbance hits all of them alike; the tables show the median over the rounds of each
 // one's figure and of the per-round ratios.
-// Usage: bench_swap_buffer [--items N] [--rounds R] [--producers P] (P = 0: 1, 2 and 4)
+// Then the policies under overload: a consumer slower than the producers, 1024 items of room.
+// Usage: bench_swap_buffer [--items N] [--rounds R] [--producers P] (default: 1, 2 and 4)
 #include <snaptail/swap_buffer.hpp>
 
 #include <sys/resource.h>
@@ -359,6 +360,89 @@ std::string load_average() {
     return in >> one >> five ? fmt::format("{} (1 min), {} (5 min)", one, five) : "unknown";
 }
 
+// Overload: a consumer slower than the producers (it spends `consumer_ns` per item), a small
+// bounded SwapBuffer, and each policy doing its work on every push: reject refusing (try_push),
+// drop_oldest dropping, block waiting. Returns items offered per second and the CPU time per
+// item offered; checks that every item was drained, dropped or rejected.
+struct Overload {
+    double offered_per_second = 0;
+    double cpu_ns_per_item = 0;
+    double drained_share = 0;
+};
+
+Overload run_overload(snaptail::OverflowPolicy policy, std::size_t producers,
+                      std::uint64_t per_producer, double consumer_ns) {
+    snaptail::SwapBuffer<long> buffer(1024, policy);
+    std::atomic<std::size_t> running{producers};
+    std::uint64_t drained = 0;
+    const double cpu_before = process_cpu_seconds();
+    const double seconds = timed_run(
+        producers, per_producer,
+        [&](std::size_t, std::uint64_t first, std::uint64_t count) {
+            for (std::uint64_t i = first; i < first + count; ++i) {
+                if (policy == snaptail::OverflowPolicy::reject) {
+                    (void)buffer.try_push(make_item<long>(i));
+                } else {
+                    buffer.push(make_item<long>(i));
+                }
+            }
+            if (--running == 0) {
+                buffer.close();
+            }
+        },
+        [&] {
+            snaptail::SwapBuffer<long>::batch_type batch;
+            while (buffer.wait_drain(batch, 256, std::chrono::milliseconds(1))) {
+                drained += batch.size();
+                const auto until =
+                    Clock::now() + std::chrono::nanoseconds(static_cast<std::int64_t>(
+                                       consumer_ns * static_cast<double>(batch.size())));
+                while (Clock::now() < until) {
+                }
+            }
+        });
+    const double cpu = process_cpu_seconds() - cpu_before;
+    const snaptail::SwapBufferStats stats = buffer.stats();
+    const std::uint64_t offered = per_producer * producers;
+    if (stats.drained != drained || stats.pushed + stats.rejected != offered ||
+        stats.pushed != stats.drained + stats.dropped) {
+        fmt::print(stderr, "overload: counters do not add up: {}\n", stats);
+        std::exit(1);
+    }
+    const auto n = static_cast<double>(offered);
+    return {n / seconds, cpu * 1e9 / n, static_cast<double>(drained) / n};
+}
+
+void bench_overload(std::uint64_t items, int rounds,
+                    const std::vector<std::size_t>& producer_counts) {
+    constexpr double consumer_ns = 50;  // at most 20 million items/s
+    fmt::print(
+        "\noverload: SwapBuffer<long>(1024, policy), consumer wait_drain(256 items or 1 ms) "
+        "spending {:.0f} ns per item; million items offered/s and CPU ns per item offered\n",
+        consumer_ns);
+    fmt::print("{:<12} {:>9} {:>10} {:>12} {:>12} {:>10}\n", "policy", "producers", "items",
+               "offered/s", "CPU ns/item", "drained");
+    using snaptail::OverflowPolicy;
+    for (const auto& [policy, name] :
+         {std::pair{OverflowPolicy::block, "block"}, std::pair{OverflowPolicy::reject, "reject"},
+          std::pair{OverflowPolicy::drop_oldest, "drop_oldest"}}) {
+        for (const std::size_t producers : producer_counts) {
+            std::vector<double> rate;
+            std::vector<double> cpu;
+            std::vector<double> share;
+            for (int r = 0; r < rounds; ++r) {
+                const Overload o = run_overload(policy, producers, items / producers, consumer_ns);
+                rate.push_back(o.offered_per_second);
+                cpu.push_back(o.cpu_ns_per_item);
+                share.push_back(o.drained_share);
+            }
+            fmt::print("{:<12} {:>9} {:>10} {:>12.2f} {:>12.2f} {:>9.1f}%\n", name, producers,
+                       items / producers * producers, median(rate) / 1e6, median(cpu),
+                       median(share) * 100);
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -395,6 +479,7 @@ int main(int argc, char** argv) {
     bench_type<Payload64>("64-byte", std::max<std::uint64_t>(items / 4, 4), rounds, producer_counts,
                           rows);
     print_rows(rows);
+    bench_overload(std::max<std::uint64_t>(items / 4, 4), rounds, producer_counts);
     fmt::print("\nload average after: {}\n", load_average());
 #ifndef SNAPTAIL_HAVE_MOODYCAMEL
     fmt::print("\n(moodycamel::ConcurrentQueue not found at build time: column skipped)\n");

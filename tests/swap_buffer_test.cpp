@@ -1199,6 +1199,24 @@ TEST_CASE("SwapBuffer: full means full across shards", "[swap_buffer][shards]") 
         CHECK_FALSE(b.try_push("y"));
     }
 
+    SECTION("after a refusal, what still fits is accepted, and a drain makes room again") {
+        SwapBuffer<std::string> b(10, OverflowPolicy::reject, bytes);
+        REQUIRE(on_new_thread([&] { return b.push("aaaa"); }));
+        REQUIRE(b.push("bbbb"));
+        CHECK_FALSE(b.push("ccc"));  // 2 left
+        CHECK_FALSE(b.push("ccc"));  // (refused without looking at every shard again)
+        CHECK(b.push("dd"));         // exactly the 2 left
+        CHECK_FALSE(b.push("e"));
+        CHECK(b.weight() == 10);
+        CHECK(b.stats().rejected == 3);
+        CHECK(b.drain() == std::vector<std::string>{"aaaa"});  // the other thread's shard
+        CHECK(b.push("ccc"));
+        CHECK(b.push("e"));
+        CHECK_FALSE(b.push("e"));
+        CHECK(b.drain() == std::vector<std::string>{"bbbb", "dd", "ccc", "e"});
+        require_balanced(b);
+    }
+
     SECTION("an item heavier than the capacity waits for every shard to be empty") {
         SwapBuffer<std::string> b(10, OverflowPolicy::reject, bytes);
         REQUIRE(on_new_thread([&] { return b.push("a"); }));
@@ -1390,6 +1408,32 @@ TEST_CASE("SwapBuffer: producers blocked in different shards all resume", "[swap
     }
     CHECK(seqs[producers] == iota_u64(0, 2));
     CHECK(b.stats().high_water_mark <= 2);
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: a full buffer wakes the consumer though no shard holds min_items",
+          "[swap_buffer][shards]") {
+    SwapBuffer<std::uint64_t> b(8, OverflowPolicy::block);
+    for (std::size_t p = 0; p < 4; ++p) {
+        REQUIRE(on_new_thread([&] { return b.push(tag(p, 0)) && b.push(tag(p, 1)); }));
+    }
+    REQUIRE(b.size() == 8);  // four shards of two
+    bool drained = false;
+    std::vector<std::uint64_t> out;
+    std::thread consumer([&] { drained = b.wait_drain(out, 100, 1h); });
+    std::atomic<bool> pushed{false};
+    std::thread producer([&] { pushed = b.push(tag(4, 0)); });  // finds it full and waits
+    consumer.join();  // woken by the full buffer: no linger of an hour
+    producer.join();
+    CHECK(drained);
+    CHECK(out == std::vector<std::uint64_t>{tag(0, 0), tag(0, 1)});  // the oldest shard
+    CHECK(pushed);
+    CHECK(b.stats().blocked_pushes == 1);
+    const auto seqs = by_producer(drain_all(b), 5);
+    for (std::size_t p = 1; p < 4; ++p) {
+        CHECK(seqs[p] == iota_u64(0, 2));
+    }
+    CHECK(seqs[4] == iota_u64(0, 1));
     require_balanced(b);
 }
 

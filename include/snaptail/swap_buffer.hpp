@@ -1,7 +1,8 @@
 // SwapBuffer: a multi-producer, single-consumer batch buffer. Producers append to shards (one
 // per producer thread, up to eight) under a lock held for a few nanoseconds; the consumer takes
 // a shard's whole content at once by swapping vectors, so the storage of its previous batch
-// becomes the next fill's and steady state allocates nothing.
+// becomes the next fill's and steady state allocates nothing. The engine is in
+// detail/swap_core.hpp, the shards in detail/swap_shards.hpp.
 #pragma once
 
 #include <snaptail/detail/swap_core.hpp>
@@ -48,20 +49,21 @@ struct SwapBufferStats {
 /// by swapping vectors.
 ///
 /// Any number of threads push; one consumer at a time drains. Each producer thread appends
-/// to its own shard (a vector under a lock that only it and the consumer take), so producers
-/// do not contend with each other. A drain takes one shard's items: it swaps the shard's
-/// vector with the consumer's (cleared) one, so both vectors' storage is recycled, and once
-/// they have grown to the largest batch, pushes and drains allocate nothing.
+/// to a shard of its own (a vector under a lock that only it and the consumer take), so
+/// producers do not contend with each other, and a push seldom writes anything another
+/// producer reads. A drain hands over one shard: it swaps the shard's vector with the consumer's
+/// (cleared) one, so both vectors' storage is recycled, and once they have grown to the
+/// largest batch, pushes and drains allocate nothing.
 ///
-/// Order: the items of one thread come out in the order it pushed them, and a batch holds
-/// the items of the threads that share one shard (usually one thread), in push order. There
-/// is no order across shards: the shard that became non-empty first is handed over first,
-/// so a batch from one thread may hold items pushed after items of another thread still in
-/// the buffer. There are eight shards; a thread's shard is its start order modulo eight, so
-/// threads started one after another use different shards and a ninth shares with a first.
-/// Under drop_oldest every thread uses one shard, which keeps a total order (the order of the
-/// pushes) so that "oldest" has a meaning: that policy keeps the old single-queue behaviour
-/// and its contention between producers.
+/// Order: the items of one thread come out in the order it pushed them. A batch holds the
+/// items of one shard in push order; there is no order across shards, so an item of one
+/// thread may come out before an item another thread pushed earlier. There are eight shards:
+/// a thread is numbered at its first push to any SwapBuffer and uses shard number mod 8, so
+/// up to eight threads that start pushing one after another have shards of their own, and
+/// more share (their items interleave in push order). drop_oldest instead puts every thread
+/// in one shard, so that "oldest" means the first pushed: that policy keeps a total order
+/// (the order of the pushes), always drops the globally oldest items, and has the single
+/// queue's contention between producers.
 ///
 /// The capacity bounds the items held (or, with a weigher, their total weight, e.g. bytes).
 /// The OverflowPolicy decides what a push does when the item does not fit. An item heavier
@@ -69,9 +71,10 @@ struct SwapBufferStats {
 /// waits for the consumer to drain, reject refuses it unless the buffer is empty,
 /// drop_oldest drops everything before it. The weight held therefore never exceeds
 /// max(capacity(), heaviest single item), and such an item cannot block a producer forever.
-/// (Zero-weight items always fit.) Capacity is handed to the shards in slices, so a push
-/// usually touches nothing another producer writes; when the slices run out, the push locks
-/// every shard to decide exactly, so a buffer that reports full is full.
+/// (An item of weight 0 always fits.) The shards take the capacity from a shared pool a
+/// slice at a time, so a push rarely touches shared memory; when the pool runs dry, the push
+/// locks every shard and takes back their unused slices before it decides, so a buffer that
+/// refuses, drops or waits is full, however the room was spread.
 ///
 /// drop_oldest costs O(1) amortised per dropped item, not the O(size) of erasing a vector's
 /// front: a dropped item is released at once (if T's move is noexcept) and its slot erased
@@ -86,7 +89,8 @@ struct SwapBufferStats {
 ///   snaptail::SwapBuffer<std::string> lines(10'000);  // at most 10k lines; producers wait
 ///   // Producers, any thread:
 ///   lines.push(std::move(line));
-///   // The consumer: 512 lines of one producer, or what arrived within 50 ms of the first.
+///   // The consumer: 512 lines of one producer thread, or all one has within 50 ms of its
+///   // first.
 ///   snaptail::SwapBuffer<std::string>::batch_type batch;
 ///   while (lines.wait_drain(batch, 512, std::chrono::milliseconds(50), stop)) {
 ///       write_all(batch);
@@ -117,7 +121,8 @@ class SwapBuffer {
 
     /// Buffer holding items of total weight at most `capacity`, each weighing
     /// `weigher(item)`; e.g. `[](const std::string& s) { return s.size(); }` bounds bytes.
-    /// Throws std::invalid_argument if capacity is 0 or weigher is empty.
+    /// Throws std::invalid_argument if capacity is 0 or weigher is empty. Allocates only what
+    /// moving the std::function does.
     SwapBuffer(std::size_t capacity, OverflowPolicy policy, weigher_type weigher,
                const Allocator& alloc = Allocator())
         : SwapBuffer(capacity, policy, alloc) {
@@ -136,8 +141,8 @@ class SwapBuffer {
 
     // ---- Producers: any thread ----
 
-    /// Appends `item` to the calling thread's shard, applying the policy if it does not fit
-    /// (under block: waits for room, with no first-come order among waiting producers).
+    /// Appends `item` to the calling thread's shard, applying the policy if it does not fit.
+    /// Under block, waits for room (with no first-come order among waiting producers).
     /// Returns false, counting a rejection and leaving `item` untouched, if the buffer is
     /// closed or, under reject, full. Allocates only while the shard's vector grows.
     /// Thread-safe.
@@ -155,7 +160,7 @@ class SwapBuffer {
     }
 
     /// As push(), but never waits for room: under block a full buffer rejects the item
-    /// (counted). Thread-safe.
+    /// (counted). Allocates as push(). Thread-safe.
     [[nodiscard]] bool try_push(T&& item) {
         return core_.push_one(std::move(item), detail::PushWait::never, {});
     }
@@ -165,7 +170,7 @@ class SwapBuffer {
     }
 
     /// As push(), but under block waits at most `timeout` for room; on timeout returns false
-    /// and counts the item as rejected. Thread-safe.
+    /// and counts the item as rejected. Allocates as push(). Thread-safe.
     template <class Rep, class Period>
     [[nodiscard]] bool push_for(T&& item, std::chrono::duration<Rep, Period> timeout) {
         return core_.push_one(std::move(item), detail::PushWait::until_deadline,
@@ -185,8 +190,8 @@ class SwapBuffer {
     /// element refused (closed, or full under reject); that element and all after it are
     /// counted as rejected and left untouched. Returns the number accepted: a prefix of the
     /// range. If an exception is thrown, the elements before the failing one stay accepted.
-    /// The consumer waits for the whole range to take this shard, so keep ranges to batch
-    /// size. Thread-safe.
+    /// Allocates as push(). A consumer taking this shard waits for the whole range (short of
+    /// a wait for room), so keep ranges to about a batch. Thread-safe.
     template <detail::pushable_range<T> R>
     std::size_t push_range(R&& range) {
         return core_.push_range(std::forward<R>(range));
@@ -197,28 +202,29 @@ class SwapBuffer {
     /// Takes the items of one shard, the one that became non-empty first: clears `out`, then
     /// swaps it with that shard's vector in O(1), so `out`'s storage is reused for the next
     /// fill. With one producer thread that is every item; with several, call again (until
-    /// `out` comes back empty) for the other shards. Never blocks beyond the shards' short
-    /// locks; allocates nothing. `out`'s allocator must compare equal to get_allocator()
-    /// unless it propagates on swap. Wakes producers waiting for room.
+    /// `out` comes back empty) for the other shards. Does not wait (beyond the shards' locks,
+    /// held for nanoseconds); allocates nothing. `out`'s allocator must compare equal to
+    /// get_allocator() unless it propagates on swap. Wakes producers waiting for room. One
+    /// consumer at a time.
     void drain(batch_type& out) { core_.drain(out); }
 
     /// Takes one shard's items into a new vector, as drain(out) does. Unlike drain(out),
     /// leaves that shard an empty vector to refill, so its next pushes allocate; prefer
-    /// drain(out) in a loop.
+    /// drain(out) in a loop. One consumer at a time.
     [[nodiscard]] batch_type drain() {
         batch_type out(get_allocator());
         drain(out);
         return out;
     }
 
-    /// Waits for a batch, then drains it into `out` as drain(out) does. A batch is ready when
-    /// a shard holds at least `min_items` (at least 1; that shard is taken), or a push found
-    /// the buffer full, or `max_wait` has passed since the oldest shard became non-empty (so
-    /// no item lingers much longer than max_wait, however late the call), or the buffer is
-    /// closed, or `stop` is requested; but for the first case, the oldest shard is taken. An
-    /// empty buffer is waited on without limit until an item, close or stop. Returns true if
-    /// it drained at least one item; false only when closed or stopped with nothing left,
-    /// which ends a consumer loop. One consumer at a time; allocates nothing.
+    /// Waits for a batch, then drains one shard into `out` as drain(out) does. Takes a shard
+    /// holding at least `min_items` (at least 1) as soon as there is one. Otherwise takes the
+    /// shard that became non-empty first once `max_wait` has passed since then (so no item
+    /// lingers much longer than max_wait, however late the call), or a push found the buffer
+    /// full, or the buffer is closed, or `stop` is requested. An empty buffer is waited on
+    /// without limit until an item, close or stop. Returns true if it drained at least one
+    /// item; false only when closed or stopped with nothing left, which ends a consumer loop.
+    /// Blocks; allocates nothing. One consumer at a time.
     template <class Rep, class Period>
     bool wait_drain(batch_type& out, std::size_t min_items,
                     std::chrono::duration<Rep, Period> max_wait, std::stop_token stop = {}) {
@@ -228,30 +234,34 @@ class SwapBuffer {
     // ---- Any thread ----
 
     /// Closes the buffer: later pushes fail (counted as rejected), every waiting producer and
-    /// consumer wakes, and the items inside stay drainable. Idempotent. Thread-safe.
+    /// consumer wakes, and the items inside stay drainable (a push that had begun is either
+    /// refused or drained). Idempotent. Takes an internal mutex briefly; does not allocate.
+    /// Thread-safe.
     void close() { core_.close(); }
 
-    /// Whether close() was called. Thread-safe, lock-free.
+    /// Whether close() was called. Does not block or allocate. Thread-safe, lock-free.
     bool is_closed() const noexcept { return core_.is_closed(); }
 
-    /// Number of items held; a snapshot (every shard locked in turn), possibly stale on
-    /// return. Thread-safe.
+    /// Number of items held; a snapshot (every shard locked at once, briefly), possibly stale
+    /// on return. Does not allocate. Thread-safe.
     std::size_t size() const { return core_.size(); }
 
-    /// Total weight held (equal to size() without a weigher); a snapshot. Thread-safe.
+    /// Total weight held (equal to size() without a weigher); a snapshot, taken as size().
+    /// Thread-safe.
     std::size_t weight() const { return core_.weight(); }
 
-    /// Whether no item is held; a snapshot. Thread-safe.
+    /// Whether no item is held; a snapshot, taken as size(). Thread-safe.
     bool empty() const { return size() == 0; }
 
-    /// The bound on weight() given at construction, or `unbounded`. Thread-safe, lock-free.
+    /// The bound on weight() given at construction, or `unbounded`. Does not block or
+    /// allocate. Thread-safe, lock-free.
     std::size_t capacity() const noexcept { return capacity_; }
 
-    /// The policy given at construction. Thread-safe, lock-free.
+    /// The policy given at construction. Does not block or allocate. Thread-safe, lock-free.
     OverflowPolicy policy() const noexcept { return policy_; }
 
-    /// A copy of the counters; consistent with each other (every shard locked at once).
-    /// Thread-safe.
+    /// A copy of the counters, consistent with each other (every shard locked at once,
+    /// briefly). Does not allocate. Thread-safe.
     SwapBufferStats stats() const {
         const detail::SwapCounts c = core_.counts();
         return SwapBufferStats{c.pushed, c.drained,        c.rejected,       c.dropped,
@@ -260,10 +270,10 @@ class SwapBuffer {
 
     /// Makes room for `items` items in every shard's vector ahead of time (eight vectors,
     /// one under drop_oldest), so that even the first fills do not allocate, whichever
-    /// threads push. Allocates. Thread-safe.
+    /// threads push. Allocates; holds every shard's lock meanwhile. Thread-safe.
     void reserve(std::size_t items) { core_.reserve(items); }
 
-    /// The allocator of the shards' vectors. Thread-safe.
+    /// The allocator of the shards' vectors. Takes a shard's lock briefly. Thread-safe.
     allocator_type get_allocator() const { return core_.get_allocator(); }
 
   private:

@@ -151,7 +151,9 @@ class SwapCore {
 
     void drain(batch_type& out) {
         out.clear();  // destroy the previous batch without holding up producers
-        const Pick pick = shards_.pick(1, false);
+        // Once closed, every shard is looked at (see wait_drain), so that draining until
+        // empty after close() takes every accepted item.
+        const Pick pick = shards_.pick(1, closed_.load());
         if (pick.oldest != nullptr && take(*pick.oldest, out)) {
             std::lock_guard lock(control_);
             space_cv_.notify_all();
@@ -167,7 +169,7 @@ class SwapCore {
         std::size_t arm = min_items;
         for (;;) {
             // Armed before looking: a push that lands after its shard was looked at sees it
-            // (see append), so no wake-up is lost between the look and the wait.
+            // (see consumer_wants), so no wake-up is lost between the look and the wait.
             wake_at_.store(arm);
             const bool closed = closed_.load();
             const bool stopping = stop.stop_requested();
@@ -380,9 +382,13 @@ class SwapCore {
             }
             // Read before the buffer is found full: a drain after that changes it, and then
             // the wait below does not start.
-            const std::uint64_t epoch = drain_epoch_.load();
+            const std::uint64_t epoch = shards_.room_epoch();
             Outcome outcome = Outcome::rejected;
-            {
+            if (shards_.count() > 1 && shards_.known_full(epoch, c)) {
+                // Still full since the last look at every shard: a buffer that refuses items
+                // at a high rate does not lock every shard for each of them.
+                outcome = full(shard, mode, waited, wake);
+            } else {
                 const Exclusive all(shards_, lock);
                 outcome = offer_exclusive(shard, std::forward<U>(item), w, c, mode, waited, wake);
             }
@@ -417,15 +423,29 @@ class SwapCore {
             wake = consumer_wants(live) || wake;
             return Outcome::accepted;
         }
-        overflowed_.store(true);  // a full buffer is a ready batch, whatever min_items says
-        wake = wake_at_.load() != no_waiter || wake;
         if (policy_ == Overflow::drop_oldest) {
+            mark_overflowed(wake);
             const auto weigh_item = [this](const T& item_held) { return weigh(item_held); };
             const std::size_t live =
                 shards_.drop_and_append(shard, std::forward<U>(item), w, c, room, weigh_item);
             wake = consumer_wants(live) || wake;
             return Outcome::accepted;
         }
+        shards_.found_full(room);
+        return full(shard, mode, waited, wake);
+    }
+
+    // A full buffer is a ready batch, whatever min_items says.
+    void mark_overflowed(bool& wake) noexcept {
+        if (!overflowed_.load()) {
+            overflowed_.store(true);
+        }
+        wake = wake_at_.load() != no_waiter || wake;
+    }
+
+    // block or reject with no room for the item. Under the shard's lock (at least).
+    Outcome full(Shard& shard, PushWait mode, bool& waited, bool& wake) {
+        mark_overflowed(wake);
         if (policy_ == Overflow::block && mode != PushWait::never) {
             if (!waited) {
                 waited = true;
@@ -437,13 +457,13 @@ class SwapCore {
         return Outcome::rejected;
     }
 
-    // Waits until a drain after `epoch` (the drain count read before the buffer was found
+    // Waits until a drain after `epoch` (the room epoch read before the buffer was found
     // full), close(), or the deadline. False only on timeout.
     bool wait_for_room(std::uint64_t epoch, PushWait mode, Clock::time_point deadline) {
         std::unique_lock lock(control_);
-        // Counted before looking at drain_epoch_; a drain counts itself before looking here.
+        // Counted before looking at the epoch; a drain counts itself before looking here.
         waiting_producers_.fetch_add(1);
-        const auto room = [&] { return closed_.load() || drain_epoch_.load() != epoch; };
+        const auto room = [&] { return closed_.load() || shards_.room_epoch() != epoch; };
         bool in_time = true;
         if (mode == PushWait::forever) {
             space_cv_.wait(lock, room);
@@ -457,14 +477,15 @@ class SwapCore {
     // Drains `shard` into `out`. Returns whether producers wait for the room it made: the
     // caller notifies them under control_.
     bool take(Shard& shard, batch_type& out) {
-        const std::size_t freed = shards_.take(shard, out);
-        overflowed_.store(false);
-        if (!bounded_ || freed == 0) {
-            return false;
+        // Cleared before the room is made: a push that finds the buffer full after that sets
+        // it again, and a full buffer must not go unnoticed by the next wait_drain (its
+        // shards may all hold fewer than min_items).
+        if (overflowed_.load()) {
+            overflowed_.store(false);
         }
-        // After the room is back in the pool; see offer and wait_for_room.
-        drain_epoch_.fetch_add(1);
-        return waiting_producers_.load() != 0;
+        // Room made counts a new room epoch before it is in the pool (see offer and
+        // wait_for_room); producers counted as waiting after that look at the epoch.
+        return shards_.take(shard, out) != 0 && bounded_ && waiting_producers_.load() != 0;
     }
 
     // Under control_, so the woken consumer cannot return and destroy the buffer while the
@@ -492,7 +513,6 @@ class SwapCore {
     std::condition_variable space_cv_;                 // producers waiting for room
     std::condition_variable_any consumer_cv_;          // the consumer in wait_drain (stop_token)
     std::atomic<std::size_t> waiting_producers_{0};
-    std::atomic<std::uint64_t> drain_epoch_{0};  // drains that returned room to the pool
 };
 
 }  // namespace snaptail::detail

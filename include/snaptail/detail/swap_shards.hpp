@@ -157,6 +157,23 @@ class SwapShards {
         return shard.live();
     }
 
+    // Drains that returned room, counted before the room is back in the pool. Room appears
+    // in no other way: while this count stays, the room left only shrinks.
+    std::uint64_t room_epoch() const noexcept { return room_epoch_.load(); }
+
+    // With every shard locked, after reclaim_credit() found `room` too little: remembered, so
+    // that pushes needing more can be refused without locking every shard again.
+    void found_full(std::size_t room) noexcept {
+        full_room_.store(room);
+        full_stamp_.store(room_epoch_.load() + 1);
+    }
+
+    // Whether a look at every shard, since `epoch` (read before), found less room than `c`:
+    // then there is still less, and the buffer is full for this item. Lock-free.
+    bool known_full(std::uint64_t epoch, std::size_t c) const noexcept {
+        return full_stamp_.load() == epoch + 1 && full_room_.load() < c;
+    }
+
     // With every shard locked: all credit back into the pool, which is then the room left.
     std::size_t reclaim_credit() noexcept {
         for (std::size_t i = 0; i < count_; ++i) {
@@ -276,8 +293,9 @@ class SwapShards {
             ++shard.drains;
         }
         nonempty_.fetch_and(~bit_of(shard));
-        if (bounded_) {
-            pool_.fetch_add(freed, std::memory_order_relaxed);
+        if (bounded_ && freed != 0) {
+            room_epoch_.fetch_add(1);  // before the room: see known_full
+            pool_.fetch_add(freed);
         }
         return freed;
     }
@@ -368,9 +386,13 @@ class SwapShards {
 
     mutable std::array<Shard, max_shards> shards_;
 
-    // Written when a shard refills its credit, becomes non-empty or is drained: not per push.
+    // Written when a shard refills its credit, becomes non-empty or is drained, or the buffer
+    // is found full: not per push.
     alignas(false_sharing_range) std::atomic<std::size_t> pool_;  // room not credited
     std::atomic<unsigned> nonempty_{0};                           // bit i: shard i has items
+    std::atomic<std::uint64_t> room_epoch_{0};
+    std::atomic<std::uint64_t> full_stamp_{0};  // room_epoch_ + 1 when full_room_ was found
+    std::atomic<std::size_t> full_room_{0};
     mutable std::atomic<std::size_t> high_water_{0};
 };
 
