@@ -6,6 +6,7 @@
 #pragma once
 
 #include <snaptail/detail/swap_core.hpp>
+#include <snaptail/detail/swap_push.hpp>
 
 #include <chrono>
 #include <concepts>
