@@ -38,7 +38,8 @@ int main() {
     fmt::print("{} producers x {} events -> one consumer\n", producers, events_per_producer);
     fmt::print(
         "buffer capacity {} events (producers wait when it is full); the consumer wakes "
-        "once {} events are waiting, or {} ms after the first, and takes all there\n\n",
+        "once {} events are waiting, or {} ms after the first, and takes what one producer put "
+        "there\n\n",
         capacity, batch_items, linger.count());
 
     std::vector<std::uint32_t> next_seq(producers, 0);  // what each producer sends next

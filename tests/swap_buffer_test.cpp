@@ -1012,3 +1012,457 @@ TEST_CASE("SwapBuffer: stats format with fmt", "[swap_buffer]") {
           "[pushed=2 drained=0 rejected=0 dropped=1 drains=0 blocked_pushes=0 "
           "high_water_mark=1]");
 }
+
+// ---- Shards: one per producer thread ----
+
+namespace {
+
+// What producer p pushed, in order, taken apart from the items the consumer saw.
+std::vector<std::vector<std::uint64_t>> by_producer(const std::vector<std::uint64_t>& items,
+                                                    std::size_t producers) {
+    std::vector<std::vector<std::uint64_t>> seqs(producers);
+    for (const std::uint64_t item : items) {
+        seqs[static_cast<std::size_t>(item >> 32)].push_back(item & 0xffff'ffffU);
+    }
+    return seqs;
+}
+
+std::vector<std::uint64_t> iota_u64(std::uint64_t first, std::uint64_t last) {
+    std::vector<std::uint64_t> v(static_cast<std::size_t>(last - first));
+    std::iota(v.begin(), v.end(), first);
+    return v;
+}
+
+// Drains `b` until it is empty (one shard per drain), in the order the batches come.
+template <class B>
+std::vector<typename B::value_type> drain_all(B& b) {
+    std::vector<typename B::value_type> all;
+    typename B::batch_type batch;
+    for (b.drain(batch); !batch.empty(); b.drain(batch)) {
+        all.insert(all.end(), batch.begin(), batch.end());
+    }
+    return all;
+}
+
+const char* policy_name(OverflowPolicy policy) {
+    switch (policy) {
+        case OverflowPolicy::block:
+            return "block";
+        case OverflowPolicy::reject:
+            return "reject";
+        case OverflowPolicy::drop_oldest:
+            return "drop_oldest";
+    }
+    return "?";
+}
+
+// Runs `body` on a new thread and waits for it: a thread of its own means a shard of its own
+// (threads that push one after another get consecutive shards). Catch2's assertions are not
+// thread-safe, so `body` returns whether it went as expected.
+template <class Body>
+bool on_new_thread(Body body) {
+    bool ok = false;
+    std::thread([&] { ok = body(); }).join();
+    return ok;
+}
+
+}  // namespace
+
+TEST_CASE("SwapBuffer: a drain takes one thread's items, oldest shard first",
+          "[swap_buffer][shards]") {
+    SwapBuffer<std::uint64_t> b;
+    // Threads started one after the other push into different shards.
+    REQUIRE(on_new_thread([&] {
+        return b.push_range(std::vector<std::uint64_t>{tag(0, 0), tag(0, 1)}) == 2;
+    }));
+    REQUIRE(on_new_thread([&] { return b.push(tag(1, 0)); }));
+    CHECK(b.size() == 3);
+
+    std::vector<std::uint64_t> out;
+    b.drain(out);
+    CHECK(out == std::vector<std::uint64_t>{tag(0, 0), tag(0, 1)});  // the older shard
+    b.drain(out);
+    CHECK(out == std::vector<std::uint64_t>{tag(1, 0)});
+    b.drain(out);
+    CHECK(out.empty());
+    const SwapBufferStats s = b.stats();
+    CHECK(s.drains == 2);
+    CHECK(s.drained == 3);
+    CHECK(s.high_water_mark == 3);  // both shards counted, though drained apart
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: wait_drain takes a shard holding min_items before an older one",
+          "[swap_buffer][shards]") {
+    SwapBuffer<std::uint64_t> b;
+    REQUIRE(on_new_thread([&] { return b.push(tag(0, 0)); }));  // older, but alone
+    REQUIRE(on_new_thread([&] {
+        bool all = true;
+        for (std::uint64_t i = 0; i < 5; ++i) {
+            all = b.push(tag(1, i)) && all;
+        }
+        return all;
+    }));
+    std::vector<std::uint64_t> out;
+    CHECK(b.wait_drain(out, 5, 1h));  // ready at once: no waiting for the linger
+    CHECK(out == std::vector<std::uint64_t>{tag(1, 0), tag(1, 1), tag(1, 2), tag(1, 3), tag(1, 4)});
+    b.close();
+    CHECK(b.wait_drain(out, 5, 1h));  // closed: whatever is left, without waiting
+    CHECK(out == std::vector<std::uint64_t>{tag(0, 0)});
+    CHECK_FALSE(b.wait_drain(out, 5, 1h));
+}
+
+TEST_CASE("SwapBuffer: several producers: each batch holds one producer's items, in order",
+          "[swap_buffer][shards]") {
+    constexpr std::size_t producers = 4;
+    constexpr std::uint64_t per_producer = 20000;
+    SwapBuffer<std::uint64_t> b(256, OverflowPolicy::block);
+    std::vector<std::uint64_t> received;
+    std::size_t mixed_batches = 0;
+    std::thread consumer([&] {
+        std::vector<std::uint64_t> batch;
+        while (b.wait_drain(batch, 64, 1ms)) {
+            for (const std::uint64_t item : batch) {
+                mixed_batches += (item >> 32) != (batch.front() >> 32) ? 1 : 0;
+            }
+            received.insert(received.end(), batch.begin(), batch.end());
+        }
+    });
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p) {
+        threads.emplace_back([&b, p] {
+            for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
+                (void)b.push(tag(p, seq));
+            }
+        });
+    }
+    for (std::thread& t : threads) {
+        t.join();
+    }
+    b.close();
+    consumer.join();
+    // At most eight producers started together never share a shard.
+    CHECK(mixed_batches == 0);
+    const auto seqs = by_producer(received, producers);
+    for (std::size_t p = 0; p < producers; ++p) {
+        CHECK(seqs[p] == iota_u64(0, per_producer));
+    }
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: more producers than shards keep their order", "[swap_buffer][shards]") {
+    constexpr std::size_t producers = 12;  // eight shards: some producers share one
+    constexpr std::uint64_t per_producer = 5000;
+    SwapBuffer<std::uint64_t> b(64, OverflowPolicy::block);
+    const Observed seen = run_mpsc(b, producers, [](SwapBuffer<std::uint64_t>& buf, std::size_t p) {
+        for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
+            (void)buf.push(tag(p, seq));
+        }
+    });
+    CHECK(seen.in_order);
+    CHECK(seen.contiguous);
+    CHECK(seen.count == std::vector<std::uint64_t>(producers, per_producer));
+    CHECK(seen.largest_batch <= 64);
+    CHECK(b.stats().high_water_mark <= 64);
+}
+
+TEST_CASE("SwapBuffer: full means full across shards", "[swap_buffer][shards]") {
+    // Another thread's shard took a slice of the capacity as credit and went away; the room
+    // it did not use must still be there for everyone else.
+    SECTION("reject: exactly the capacity is accepted") {
+        SwapBuffer<std::uint64_t> b(100, OverflowPolicy::reject);
+        REQUIRE(on_new_thread([&] { return b.push(tag(0, 0)); }));
+        std::uint64_t accepted = 0;
+        while (b.try_push(tag(1, accepted))) {
+            ++accepted;
+        }
+        CHECK(accepted == 99);
+        CHECK(b.size() == 100);
+        CHECK(b.stats().rejected == 1);
+        CHECK(b.stats().high_water_mark == 100);
+        const auto seqs = by_producer(drain_all(b), 2);
+        CHECK(seqs[0] == iota_u64(0, 1));
+        CHECK(seqs[1] == iota_u64(0, 99));
+        require_balanced(b);
+    }
+
+    SECTION("block: try_push fills it to the last unit of weight") {
+        SwapBuffer<std::string> b(50, OverflowPolicy::block, bytes);
+        REQUIRE(on_new_thread([&] { return b.push("0123456789"); }));
+        std::size_t accepted = 0;
+        while (b.try_push(std::string(8, 'x'))) {
+            ++accepted;
+        }
+        CHECK(accepted == 5);  // 10 + 5 * 8 = 50
+        CHECK(b.weight() == 50);
+        CHECK(b.try_push(std::string()));  // weighs nothing: always fits
+        CHECK_FALSE(b.try_push("y"));
+    }
+
+    SECTION("after a refusal, what still fits is accepted, and a drain makes room again") {
+        SwapBuffer<std::string> b(10, OverflowPolicy::reject, bytes);
+        REQUIRE(on_new_thread([&] { return b.push("aaaa"); }));
+        REQUIRE(b.push("bbbb"));
+        CHECK_FALSE(b.push("ccc"));  // 2 left
+        CHECK_FALSE(b.push("ccc"));  // (refused without looking at every shard again)
+        CHECK(b.push("dd"));         // exactly the 2 left
+        CHECK_FALSE(b.push("e"));
+        CHECK(b.weight() == 10);
+        CHECK(b.stats().rejected == 3);
+        CHECK(b.drain() == std::vector<std::string>{"aaaa"});  // the other thread's shard
+        CHECK(b.push("ccc"));
+        CHECK(b.push("e"));
+        CHECK_FALSE(b.push("e"));
+        CHECK(b.drain() == std::vector<std::string>{"bbbb", "dd", "ccc", "e"});
+        require_balanced(b);
+    }
+
+    SECTION("an item heavier than the capacity waits for every shard to be empty") {
+        SwapBuffer<std::string> b(10, OverflowPolicy::reject, bytes);
+        REQUIRE(on_new_thread([&] { return b.push("a"); }));
+        const std::string huge(16, 'h');
+        CHECK_FALSE(b.push(huge));  // another shard holds an item
+        CHECK(b.drain() == std::vector<std::string>{"a"});
+        CHECK(b.push(huge));
+        CHECK(b.weight() == 16);
+    }
+}
+
+TEST_CASE("SwapBuffer: close drains everything from every shard", "[swap_buffer][shards]") {
+    constexpr std::size_t producers = 4;
+
+    SECTION("items pushed before close") {
+        SwapBuffer<std::uint64_t> b;
+        std::vector<std::thread> threads;
+        for (std::size_t p = 0; p < producers; ++p) {
+            threads.emplace_back([&b, p] {
+                for (std::uint64_t seq = 0; seq < 1000; ++seq) {
+                    (void)b.push(tag(p, seq));  // unbounded and open: always accepted
+                }
+            });
+        }
+        for (std::thread& t : threads) {
+            t.join();
+        }
+        b.close();
+        std::vector<std::uint64_t> all;
+        std::vector<std::uint64_t> batch;
+        std::size_t batches = 0;
+        while (b.wait_drain(batch, 1'000'000, 1h)) {  // closed: no waiting for min_items
+            all.insert(all.end(), batch.begin(), batch.end());
+            ++batches;
+        }
+        CHECK(batches == producers);
+        const auto seqs = by_producer(all, producers);
+        for (std::size_t p = 0; p < producers; ++p) {
+            CHECK(seqs[p] == iota_u64(0, 1000));
+        }
+        CHECK(b.empty());
+        require_balanced(b);
+    }
+
+    SECTION("close while producers push: every accepted item arrives once, refused ones never") {
+        SwapBuffer<std::uint64_t> b(128, OverflowPolicy::block);
+        std::vector<std::uint64_t> accepted(producers, 0);
+        std::vector<std::uint64_t> received;
+        std::thread consumer([&] {
+            std::vector<std::uint64_t> batch;
+            while (b.wait_drain(batch, 16, 1ms)) {
+                received.insert(received.end(), batch.begin(), batch.end());
+            }
+        });
+        std::atomic<std::uint64_t> pushed_total{0};
+        std::vector<std::thread> threads;
+        for (std::size_t p = 0; p < producers; ++p) {
+            threads.emplace_back([&, p] {
+                // Once one push is refused, all later ones are: accepted is a prefix.
+                for (std::uint64_t seq = 0; b.push(tag(p, seq)); ++seq) {
+                    ++accepted[p];
+                    ++pushed_total;
+                }
+            });
+        }
+        REQUIRE(eventually([&] { return pushed_total.load() >= 20000; }));
+        b.close();
+        for (std::thread& t : threads) {
+            t.join();
+        }
+        consumer.join();
+        const auto seqs = by_producer(received, producers);
+        for (std::size_t p = 0; p < producers; ++p) {
+            CHECK(seqs[p] == iota_u64(0, accepted[p]));
+        }
+        const SwapBufferStats s = b.stats();
+        CHECK(s.rejected == producers);
+        CHECK(s.drained == s.pushed);
+        require_balanced(b);
+    }
+}
+
+TEST_CASE("SwapBuffer: counters stay consistent while producers and the consumer run",
+          "[swap_buffer][shards]") {
+    constexpr std::size_t capacity = 64;
+    const auto policy =
+        GENERATE(OverflowPolicy::block, OverflowPolicy::reject, OverflowPolicy::drop_oldest);
+    CAPTURE(policy_name(policy));
+    SwapBuffer<std::uint64_t> b(capacity, policy);
+    std::atomic<bool> done{false};
+    std::size_t samples = 0;
+    bool consistent = true;
+    std::thread watcher([&] {
+        while (!done) {
+            const SwapBufferStats s = b.stats();  // one snapshot of every shard
+            const std::uint64_t held = s.pushed - s.drained - s.dropped;
+            consistent = consistent && s.pushed >= s.drained + s.dropped && held <= capacity &&
+                         s.high_water_mark <= capacity;
+            ++samples;
+            std::this_thread::yield();  // every shard is locked while stats() looks
+        }
+    });
+    const Observed seen = run_mpsc(b, 3, [](SwapBuffer<std::uint64_t>& buf, std::size_t p) {
+        for (std::uint64_t seq = 0; seq < 20000; ++seq) {
+            (void)buf.try_push(tag(p, seq));
+        }
+    });
+    done = true;
+    watcher.join();
+    CHECK(samples > 0);
+    CHECK(consistent);
+    CHECK(seen.in_order);
+    const SwapBufferStats s = b.stats();
+    CHECK(s.pushed + s.rejected == 3 * 20000);
+    CHECK(s.drained == std::accumulate(seen.count.begin(), seen.count.end(), 0ULL));
+    CHECK(s.drained + s.dropped == s.pushed);
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: drop_oldest drops the globally oldest items, counted",
+          "[swap_buffer][shards]") {
+    constexpr std::size_t producers = 3;
+    constexpr std::uint64_t per_producer = 10000;
+    SwapBuffer<std::uint64_t> b(16, OverflowPolicy::drop_oldest);
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p) {
+        threads.emplace_back([&b, p] {
+            for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
+                (void)b.push(tag(p, seq));  // drop_oldest always accepts
+            }
+        });
+    }
+    for (std::thread& t : threads) {
+        t.join();
+    }
+    const SwapBufferStats s = b.stats();
+    CHECK(s.pushed == producers * per_producer);
+    CHECK(s.dropped == producers * per_producer - 16);
+    CHECK(s.high_water_mark == 16);
+    std::vector<std::uint64_t> left;
+    b.drain(left);  // one shard under drop_oldest: everything
+    CHECK(left.size() == 16);
+    CHECK(b.empty());
+    // The oldest go first in push order, so what is left of each producer is its newest
+    // items: an unbroken run up to its last one.
+    const auto seqs = by_producer(left, producers);
+    for (std::size_t p = 0; p < producers; ++p) {
+        const std::uint64_t kept = seqs[p].size();
+        CHECK(seqs[p] == iota_u64(per_producer - kept, per_producer));
+    }
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: producers blocked in different shards all resume", "[swap_buffer][shards]") {
+    constexpr std::size_t producers = 3;
+    SwapBuffer<std::uint64_t> b(2, OverflowPolicy::block);
+    REQUIRE(b.push(tag(producers, 0)));  // the main thread's shard
+    REQUIRE(b.push(tag(producers, 1)));
+    std::atomic<std::size_t> refused{0};
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < producers; ++p) {
+        threads.emplace_back([&, p] {
+            for (std::uint64_t seq = 0; seq < 3; ++seq) {
+                refused += b.push(tag(p, seq)) ? 0 : 1;
+            }
+        });
+    }
+    REQUIRE(eventually([&] { return b.stats().blocked_pushes == producers; }));
+    CHECK(b.size() == 2);
+    std::thread closer([&] {
+        for (std::thread& t : threads) {
+            t.join();
+        }
+        b.close();
+    });
+    std::vector<std::uint64_t> received;
+    std::size_t largest_batch = 0;
+    std::vector<std::uint64_t> batch;
+    while (b.wait_drain(batch, 1, 1ms)) {
+        largest_batch = std::max(largest_batch, batch.size());
+        received.insert(received.end(), batch.begin(), batch.end());
+    }
+    closer.join();
+    CHECK(refused == 0);
+    CHECK(largest_batch <= 2);
+    const auto seqs = by_producer(received, producers + 1);
+    for (std::size_t p = 0; p < producers; ++p) {
+        CHECK(seqs[p] == iota_u64(0, 3));
+    }
+    CHECK(seqs[producers] == iota_u64(0, 2));
+    CHECK(b.stats().high_water_mark <= 2);
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: a full buffer wakes the consumer though no shard holds min_items",
+          "[swap_buffer][shards]") {
+    SwapBuffer<std::uint64_t> b(8, OverflowPolicy::block);
+    for (std::size_t p = 0; p < 4; ++p) {
+        REQUIRE(on_new_thread([&] { return b.push(tag(p, 0)) && b.push(tag(p, 1)); }));
+    }
+    REQUIRE(b.size() == 8);  // four shards of two
+    bool drained = false;
+    std::vector<std::uint64_t> out;
+    std::thread consumer([&] { drained = b.wait_drain(out, 100, 1h); });
+    std::atomic<bool> pushed{false};
+    std::thread producer([&] { pushed = b.push(tag(4, 0)); });  // finds it full and waits
+    consumer.join();  // woken by the full buffer: no linger of an hour
+    producer.join();
+    CHECK(drained);
+    CHECK(out == std::vector<std::uint64_t>{tag(0, 0), tag(0, 1)});  // the oldest shard
+    CHECK(pushed);
+    CHECK(b.stats().blocked_pushes == 1);
+    const auto seqs = by_producer(drain_all(b), 5);
+    for (std::size_t p = 1; p < 4; ++p) {
+        CHECK(seqs[p] == iota_u64(0, 2));
+    }
+    CHECK(seqs[4] == iota_u64(0, 1));
+    require_balanced(b);
+}
+
+TEST_CASE("SwapBuffer: reserve covers every shard", "[swap_buffer][shards]") {
+    AllocLog log;
+    const CountingAllocator<std::uint64_t> alloc(&log);
+    using Buffer = SwapBuffer<std::uint64_t, CountingAllocator<std::uint64_t>>;
+    Buffer b(Buffer::unbounded, OverflowPolicy::block, alloc);
+    b.reserve(100);
+    Buffer::batch_type out(alloc);
+    out.reserve(100);
+    const std::size_t warm = log.allocations;
+    for (std::size_t round = 0; round < 3; ++round) {
+        std::vector<std::thread> threads;
+        for (std::size_t p = 0; p < 3; ++p) {
+            threads.emplace_back([&b, p] {
+                for (std::uint64_t seq = 0; seq < 100; ++seq) {
+                    (void)b.push(tag(p, seq));  // unbounded and open: always accepted
+                }
+            });
+        }
+        for (std::thread& t : threads) {
+            t.join();
+        }
+        std::size_t received = 0;
+        for (b.drain(out); !out.empty(); b.drain(out)) {
+            received += out.size();
+        }
+        CHECK(received == 300);
+    }
+    CHECK(log.allocations == warm);
+}
