@@ -95,7 +95,9 @@ class BatchingTailer {
                    ErrorHandler on_error = RateLimitedPrinter{})
         : options_((validate(options), std::move(options))),
           reporter_(on_error ? std::move(on_error) : ErrorHandler(RateLimitedPrinter{})),
-          pipeline_(options_, std::move(parser), std::move(sink), stats_, reporter_),
+          windows_(options_.read_ahead_bytes, window_count(options_)),
+          pipeline_(options_, std::move(parser), std::move(sink), stats_, reporter_,
+                    windows_.window_bytes()),
           committer_(options_, stats_, reporter_, source_name(options_)) {
         if (!pipeline_.has_sink()) {
             throw InvalidOptions(
@@ -112,7 +114,7 @@ class BatchingTailer {
                 load_checkpoint(resume);
             }
             source_ = std::make_unique<detail::PathSource>(options_, stats_, reporter_, pipeline_,
-                                                           committer_, resume);
+                                                           committer_, windows_, resume);
         }
         shared_stats_.current_file = source_name(options_);
         committer_.set_state([this] { return source_->checkpoint_state(); });
@@ -284,6 +286,12 @@ class BatchingTailer {
         publish_stats(false);
     }
 
+    // One window holds a single file's read-ahead; reading all files of a set, two share the
+    // budget: one being framed, one whose batch is being parsed or delivered.
+    static std::size_t window_count(const TailOptions& options) noexcept {
+        return options.files && options.files->mode == FollowMode::all_files ? 2 : 1;
+    }
+
     // "the path", or "root/glob" for a file set: what reports and stats name.
     static std::string source_name(const TailOptions& options) {
         return options.files ? (options.files->root / options.files->glob).string()
@@ -327,10 +335,10 @@ class BatchingTailer {
         }
         if (options_.files->mode == FollowMode::all_files) {
             source_ = std::make_unique<detail::FollowAll>(options_, stats_, reporter_, pipeline_,
-                                                          committer_, std::move(start));
+                                                          committer_, windows_, std::move(start));
         } else {
-            source_ = std::make_unique<detail::FollowNewest>(options_, stats_, reporter_, pipeline_,
-                                                             committer_, std::move(start));
+            source_ = std::make_unique<detail::FollowNewest>(
+                options_, stats_, reporter_, pipeline_, committer_, windows_, std::move(start));
         }
     }
 
@@ -394,6 +402,7 @@ class BatchingTailer {
     // after every batch: a file set may have thousands).
     void publish_stats(bool files) {
         source_->publish(stats_);
+        stats_.budget_high_water = windows_.high_water();
         if (files) {
             source_->publish_files(files_);
         }
@@ -413,6 +422,7 @@ class BatchingTailer {
     const TailOptions options_;
     TailerStats stats_;  // owned by the running thread; published to shared_stats_
     detail::Reporter reporter_;
+    detail::WindowPool windows_;  // before the pipeline and readers, which borrow from it
     detail::BatchPipeline<Parser, record_type> pipeline_;
     detail::Committer committer_;
     std::unique_ptr<detail::Source> source_;

@@ -232,6 +232,12 @@ inline void validate_file_set(const TailOptions& o) {
         }
         rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
     }
+    if (set.mode == FollowMode::all_files && o.read_ahead_bytes / 2 <= o.max_line_bytes + 1) {
+        reject_option("read_ahead_bytes", std::to_string(o.read_ahead_bytes),
+                      fmt::format("reading all files of a set splits it into two windows, each "
+                                  "of which must exceed max_line_bytes + 1 ({})",
+                                  o.max_line_bytes + 1));
+    }
     if (set.max_open_files == 0) {
         reject_option("files.max_open_files", "0", "must be at least 1");
     }

@@ -61,6 +61,12 @@ struct TailerStats {
     std::uint64_t files_lost{0};
     /// Descriptors closed to stay within FileSet::max_open_files (reopened by identity).
     std::uint64_t files_closed_idle{0};
+    /// Most bytes of read windows lent at once: the read-ahead budget in use (at most
+    /// read_ahead_bytes, whatever the number of files).
+    std::size_t budget_high_water{0};
+    /// Reads put off because every window of the budget was lent (all files of a set: two
+    /// files at a time hold one, one being framed and one being delivered).
+    std::uint64_t budget_waits{0};
 };
 
 }  // namespace snaptail
@@ -76,12 +82,12 @@ struct fmt::formatter<snaptail::TailerStats> : fmt::formatter<std::string_view> 
             "io_errors={} commits={} checkpoint_errors={} file={} open={} waiting_for_path={} "
             "offset={} lag={} pending_bytes={} "
             "read_ahead_high_water={} parallel_reads={} files={} files_found={} files_done={} "
-            "files_lost={} files_closed_idle={}",
+            "files_lost={} files_closed_idle={} budget_high_water={} budget_waits={}",
             s.lines, s.bytes, s.records, s.filtered, s.parse_errors, s.long_lines, s.batches,
             s.sink_errors, s.skipped_batches, s.skipped_records, s.rotations, s.truncations,
             s.io_errors, s.commits, s.checkpoint_errors, s.current_file, s.file_open,
             s.waiting_for_path, s.offset, s.lag, s.pending_bytes, s.read_ahead_high_water,
             s.parallel_reads, s.files, s.files_found, s.files_done, s.files_lost,
-            s.files_closed_idle);
+            s.files_closed_idle, s.budget_high_water, s.budget_waits);
     }
 };

@@ -42,12 +42,12 @@ class BatchPipeline final : public PipelineControl {
     /// Starts parse_threads - 1 threads when there are several (throws InvalidOptions for a
     /// parser that cannot be copied to them).
     BatchPipeline(const TailOptions& options, Parser parser, typename Delivery<R>::Sink sink,
-                  TailerStats& totals, Reporter& reporter)
+                  TailerStats& totals, Reporter& reporter, std::size_t window_bytes)
         : options_(options),
           parser_(std::move(parser)),
           totals_(totals),
           delivery_(options, std::move(sink), totals, reporter),
-          catch_up_(options) {
+          catch_up_(options, window_bytes) {
         for (auto& job : jobs_) {
             job.lines.reserve(std::min<std::size_t>(options_.max_batch_lines, 1 << 16));
             job.slices.resize(1);
@@ -75,6 +75,9 @@ class BatchPipeline final : public PipelineControl {
 
     void end_file(FileReader& reader) override {
         switch_to(reader);
+        if (inflight_ != nullptr) {
+            deliver_inflight();  // its reader rests: a resting `reader` can borrow a window
+        }
         reader.end_file(*this);
     }
     void forget(FileReader& reader) override {
@@ -105,10 +108,11 @@ class BatchPipeline final : public PipelineControl {
     /// Lines from `reader` follow: a batch being framed from another reader is cut first, so
     /// that every batch comes from one file.
     void switch_to(FileReader& reader) {
-        if (current_ != nullptr && current_ != &reader) {
-            cut(*current_, current_->scan());
+        FileReader* previous = std::exchange(current_, &reader);
+        if (previous != nullptr && previous != &reader) {
+            cut(*previous, previous->scan());
+            rest_if_idle(*previous);
         }
-        current_ = &reader;
     }
     /// Adds a framed line of `reader` to the batch being framed; true when it is full.
     bool add(FileReader& reader, const LineRef& line) {
@@ -319,8 +323,19 @@ class BatchPipeline final : public PipelineControl {
         FileReader& reader = *owner(job);
         reader.released(&job, job.hold, job.end, frozen_);
         job.clear();
+        if (&reader != current_) {
+            rest_if_idle(reader);
+        }
         if (released_) {
             released_(reader);
+        }
+    }
+
+    // A reader that is not being read and has nothing framed pending gives its window back
+    // (see WindowPool): memory then stays within read_ahead_bytes whatever the number of files.
+    void rest_if_idle(FileReader& reader) noexcept {
+        if (!holds(reader) && reader.can_rest()) {
+            reader.rest();
         }
     }
 

@@ -32,10 +32,10 @@ inline constexpr std::size_t range_pieces_per_thread = 4;
 /// and shared by all readers (one reads at a time). Not thread-safe: the tailer's thread.
 class CatchUp {
   public:
-    explicit CatchUp(const TailOptions& options)
+    CatchUp(const TailOptions& options, std::size_t window_bytes)
         : range_max_(std::size_t{options.parse_threads} * range_pieces_per_thread *
                      read_chunk_bytes),
-          range_window_(std::min(options.read_ahead_bytes, 2 * range_max_)),
+          range_window_(std::min(window_bytes, 2 * range_max_)),
           strip_cr_(options.strip_cr) {}
 
     /// Whether `reader` has a backlog worth reading in a range.

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace snaptail::detail {
 
@@ -33,16 +34,18 @@ namespace snaptail::detail {
 /// (flush when the window is full). Not thread-safe: owned by the tailer's thread.
 class FileReader {
   public:
-    /// No buffer yet (see ReadWindow) and no file open.
+    /// No buffer yet (it borrows one from `windows` when it reads) and no file open.
     FileReader(const TailOptions& options, std::filesystem::path path, TailerStats& totals,
-               Reporter& reporter)
+               Reporter& reporter, WindowPool& windows)
         : options_(options),
           path_(std::move(path)),
           path_text_(path_.string()),
           totals_(totals),
           reporter_(reporter),
           framer_(options.max_line_bytes, options.long_lines, options.strip_cr),
-          window_(options.read_ahead_bytes) {}
+          window_(windows),
+          compact_after_(std::min(windows.window_bytes() / 2, detail::compact_after_bytes)),
+          wrap_reserve_(std::min(windows.window_bytes() / 8, read_chunk_bytes)) {}
 
     FileReader(const FileReader&) = delete;
     FileReader& operator=(const FileReader&) = delete;
@@ -60,11 +63,10 @@ class FileReader {
     const FollowedFile& file() const noexcept { return file_; }
     bool is_open() const noexcept { return file_.is_open(); }
 
-    /// Starts reading `file` at its offset, with `lines` lines before it. Allocates the window
-    /// the first time.
+    /// Starts reading `file` at its offset, with `lines` lines before it. The window is
+    /// borrowed at the first read.
     void begin(FollowedFile file, std::uint64_t lines) {
         file_ = std::move(file);
-        window_.ensure();
         start_at(file_.offset(), lines);
     }
 
@@ -76,8 +78,23 @@ class FileReader {
         fingerprint_ = delivered_fingerprint_ = {};
     }
 
-    /// Frees the window of a closed reader; begin() allocates it again.
+    /// Gives the window of a closed reader back to the pool.
     void release_window() noexcept { window_.release(); }
+
+    /// Whether the reader may give its window back: nothing framed is waiting for delivery.
+    bool can_rest() const noexcept {
+        return window_.has_buffer() && window_.hold_ == window_.scan_ && !window_.wrapped();
+    }
+    /// Gives the window back; what was read but not framed (an incomplete line) is read again
+    /// from the file when the reader next reads: the file is the buffer. The framer keeps its
+    /// state (a long line being skipped goes on being skipped). Only when can_rest().
+    void rest() noexcept {
+        file_.seek(window_.base_offset_ + window_.scan_);
+        framing_paused_ = false;
+        window_.release();
+    }
+    /// The last read found every window lent: nothing was read, though there may be more.
+    bool waiting_for_window() const noexcept { return waiting_for_window_; }
 
     /// The file shrank below the offset: read it again from byte 0.
     void restart_at_zero() noexcept {
@@ -94,15 +111,16 @@ class FileReader {
         std::uint64_t last_start = 0;
         std::uint64_t lines = 0;
         file_.seek(0);
+        std::vector<char> chunk(read_chunk_bytes);  // once per start, not per line
         while (file_.offset() < size) {
             const std::uint64_t at = file_.offset();
             const auto want =
-                static_cast<std::size_t>(std::min<std::uint64_t>(window_.capacity(), size - at));
-            const long n = file_.read(window_.data(), want);
+                static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), size - at));
+            const long n = file_.read(chunk.data(), want);
             if (n <= 0) {
                 break;
             }
-            const char* begin = window_.data();
+            const char* begin = chunk.data();
             const char* end = begin + n;
             for (const char* p = begin; (p = static_cast<const char*>(std::memchr(
                                              p, '\n', static_cast<std::size_t>(end - p))));) {
@@ -161,6 +179,11 @@ class FileReader {
     /// pipeline delivers to make room (backpressure).
     template <class Pipeline>
     bool read_and_frame(Pipeline& pipeline) {
+        waiting_for_window_ = !window_.ensure();
+        if (waiting_for_window_) {
+            ++totals_.budget_waits;
+            return false;
+        }
         if (std::exchange(framing_paused_, false)) {
             if (!wrap(pipeline)) {
                 make_room(pipeline, read_chunk_bytes / 4);  // moves the unframed rest to the front
@@ -195,6 +218,14 @@ class FileReader {
     /// and everything framed is delivered.
     template <class Pipeline>
     void end_file(Pipeline& pipeline) {
+        if (!window_.has_buffer()) {
+            // Resting: its incomplete last line is in the file, not in a window.
+            while (read_and_frame(pipeline)) {
+            }
+            if (!window_.has_buffer()) {
+                return;  // no window to be had: it stays unread (the caller made room first)
+            }
+        }
         frame_rest(pipeline);
         feed_base_ = window_.scan_;
         framer_.finish(window_.unframed(),
@@ -407,10 +438,10 @@ class FileReader {
     Fingerprint fingerprint_;            // of what has been consumed
     Fingerprint delivered_fingerprint_;  // of what has been delivered (never longer)
     bool framing_paused_{false};
-    const std::size_t compact_after_{
-        std::min(options_.read_ahead_bytes / 2, detail::compact_after_bytes)};
+    bool waiting_for_window_{false};
+    const std::size_t compact_after_;
     // Room for reads to go on below a wrapped-over batch (scaled down for small windows).
-    const std::size_t wrap_reserve_{std::min(options_.read_ahead_bytes / 8, read_chunk_bytes)};
+    const std::size_t wrap_reserve_;
 };
 
 }  // namespace snaptail::detail

@@ -46,13 +46,15 @@ struct SetStart {
 class FileSetSource : public Source {
   public:
     FileSetSource(const TailOptions& options, TailerStats& totals, Reporter& reporter,
-                  PipelineControl& pipeline, Committer& committer, SetStart start)
+                  PipelineControl& pipeline, Committer& committer, WindowPool& windows,
+                  SetStart start)
         : options_(options),
           set_(*options.files),
           totals_(totals),
           reporter_(reporter),
           pipeline_(pipeline),
           committer_(committer),
+          windows_(windows),
           catalog_(options),
           start_(std::move(start)) {
         if (start_.saved) {
@@ -245,6 +247,7 @@ class FileSetSource : public Source {
     Reporter& reporter_;
     PipelineControl& pipeline_;
     Committer& committer_;
+    WindowPool& windows_;
     FileCatalog catalog_;
     SetStart start_;
 

@@ -16,8 +16,8 @@ namespace snaptail::detail {
 class FollowAll final : public FileSetSource {
   public:
     FollowAll(const TailOptions& options, TailerStats& totals, Reporter& reporter,
-              PipelineControl& pipeline, Committer& committer, SetStart start)
-        : FileSetSource(options, totals, reporter, pipeline, committer, std::move(start)) {
+              PipelineControl& pipeline, Committer& committer, WindowPool& windows, SetStart start)
+        : FileSetSource(options, totals, reporter, pipeline, committer, windows, std::move(start)) {
         catalog_.on_erase([this](SetFile& file) {
             for (auto* list : {&ready_, &to_open_, &idle_, &leaving_}) {
                 std::erase(*list, &file);
@@ -42,6 +42,9 @@ class FollowAll final : public FileSetSource {
             file.active = now;
             file.quiet_since.reset();
             return;
+        }
+        if (file.reader->waiting_for_window()) {
+            return;  // not read: every window was lent; it stays ready for the next turn
         }
         file.ready = false;  // at its end until written again
         idle_.push_back(&file);
@@ -139,7 +142,8 @@ class FollowAll final : public FileSetSource {
     void changed(const CatalogChanges& changes, bool first) override {
         const bool fresh_start = first && !start_.saved;
         for (SetFile* file : changes.appeared) {
-            file->reader = std::make_unique<FileReader>(options_, file->full, totals_, reporter_);
+            file->reader =
+                std::make_unique<FileReader>(options_, file->full, totals_, reporter_, windows_);
             if (!fresh_start) {
                 continue;  // appeared later: read from its first byte
             }
@@ -152,8 +156,8 @@ class FollowAll final : public FileSetSource {
         // Loaded from a checkpoint and found again: give them readers too.
         for (SetFile* file : catalog_.ordered()) {
             if (!file->reader && file->seen) {
-                file->reader =
-                    std::make_unique<FileReader>(options_, file->full, totals_, reporter_);
+                file->reader = std::make_unique<FileReader>(options_, file->full, totals_,
+                                                            reporter_, windows_);
             }
             if (file->reader && !file->reader->is_open() && file->seen && !file->wants_open &&
                 file->size != file->position.offset) {

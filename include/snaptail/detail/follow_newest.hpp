@@ -14,9 +14,10 @@ namespace snaptail::detail {
 class FollowNewest final : public FileSetSource {
   public:
     FollowNewest(const TailOptions& options, TailerStats& totals, Reporter& reporter,
-                 PipelineControl& pipeline, Committer& committer, SetStart start)
-        : FileSetSource(options, totals, reporter, pipeline, committer, std::move(start)),
-          reader_(options, options.files->root, totals, reporter) {}
+                 PipelineControl& pipeline, Committer& committer, WindowPool& windows,
+                 SetStart start)
+        : FileSetSource(options, totals, reporter, pipeline, committer, windows, std::move(start)),
+          reader_(options, options.files->root, totals, reporter, windows) {}
 
     std::span<FileReader* const> turn() override {
         return current_ != nullptr ? std::span<FileReader* const>(readers_)

@@ -26,14 +26,15 @@ namespace snaptail::detail {
 class PathSource final : public Source {
   public:
     PathSource(const TailOptions& options, TailerStats& totals, Reporter& reporter,
-               PipelineControl& pipeline, Committer& committer, std::optional<Position> resume)
+               PipelineControl& pipeline, Committer& committer, WindowPool& windows,
+               std::optional<Position> resume)
         : options_(options),
           totals_(totals),
           reporter_(reporter),
           pipeline_(pipeline),
           committer_(committer),
           follower_(options.path, options.rotate_wait),
-          reader_(options, options.path, totals, reporter),
+          reader_(options, options.path, totals, reporter, windows),
           resume_(resume) {}
 
     void begin_run() override {

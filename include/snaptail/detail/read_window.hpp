@@ -1,6 +1,7 @@
 // A reader's window on its file: the bytes read but not yet delivered, which batches view.
 #pragma once
 
+#include <snaptail/detail/window_pool.hpp>
 #include <snaptail/tail_options.hpp>
 
 #include <cstddef>
@@ -30,21 +31,27 @@ inline constexpr std::size_t compact_after_bytes = std::size_t{1} << 20;
 /// Not thread-safe: owned by its reader (parse threads only read lines in it).
 class ReadWindow {
   public:
-    /// Allocates nothing until ensure().
-    explicit ReadWindow(std::size_t capacity) noexcept : capacity_(capacity) {}
+    /// Holds no buffer until ensure().
+    explicit ReadWindow(WindowPool& pool) noexcept : pool_(&pool), capacity_(pool.window_bytes()) {}
+    ReadWindow(const ReadWindow&) = delete;
+    ReadWindow& operator=(const ReadWindow&) = delete;
+    ~ReadWindow() { release(); }
 
-    /// Allocates the buffer (capacity + line_padding bytes) if it has none. Throws bad_alloc.
-    void ensure() {
+    /// Borrows a buffer from the pool if the window has none. False when every window is lent
+    /// (the reader waits for budget). Throws std::bad_alloc.
+    bool ensure() {
         if (!buffer_) {
-            buffer_ = std::make_unique_for_overwrite<char[]>(capacity_ + line_padding);
-            std::memset(buffer_.get() + capacity_, 0, line_padding);
+            buffer_ = pool_->acquire();
         }
+        return static_cast<bool>(buffer_);
     }
+    bool has_buffer() const noexcept { return static_cast<bool>(buffer_); }
 
-    /// Frees the buffer (an idle reader holds none); ensure() allocates it again.
+    /// Gives the buffer back to the pool, emptying the window (what was read but not framed is
+    /// read again from the file). Only when nothing framed is pending.
     void release() noexcept {
-        reset(base_offset_);
-        buffer_.reset();
+        reset(base_offset_ + scan_);
+        pool_->give_back(std::move(buffer_));
     }
 
     char* data() noexcept { return buffer_.get(); }
@@ -119,6 +126,7 @@ class ReadWindow {
     std::size_t end_{0};
 
   private:
+    WindowPool* pool_;
     std::size_t capacity_;
     std::unique_ptr<char[]> buffer_;
     const void* high_job_{nullptr};  // the batch in flight above a wrap
