@@ -204,7 +204,7 @@ std::uint64_t duplicates_reported(const std::string& log) {
 }  // namespace
 
 TEST_CASE(
-    "jetstream: a batch sent twice is stored once; a record the payload mapping throws for "
+    "jetstream: a batch sent twice is stored once, and a record the payload mapping throws for "
     "is reported with its line number",
     "[jetstream]") {
     if (auto why = NatsServer::unavailable()) {
@@ -284,7 +284,7 @@ TEST_CASE(
 
 TEST_CASE(
     "jetstream: snaptail-follow --jetstream killed with SIGKILL 30 times while the log is "
-    "written and rotated: every line exactly once, in order; re-sends dropped and counted",
+    "written and rotated: every line exactly once, in order, re-sends dropped and counted",
     "[jetstream][kill]") {
     if (auto why = NatsServer::unavailable()) {
         SNAPTAIL_SKIP(*why);
