@@ -348,15 +348,21 @@ TEST_CASE(
             std::this_thread::sleep_for(std::chrono::milliseconds(between(0, 15)));
         }
         child.signal(SIGKILL);
-        CHECK(child.wait() == 128 + SIGKILL);
+        const int status = child.wait();
+        if (status != 128 + SIGKILL) {  // it ended before the kill: say how
+            FAIL_CHECK("run " << k << " exited with " << status << " before it was killed:\n"
+                              << tail_of(dir / "follow.log"));
+        }
         if (saved) {
             std::ofstream(checkpoint, std::ios::binary | std::ios::trunc) << *saved;
         }
     }
     Child last = follow({"--idle-exit-ms", "500", "--stats"});
-    REQUIRE(last.wait() == 0);
+    const int last_status = last.wait();
     const std::string follow_log = slurp_file(dir / "follow.log");
-    INFO(follow_log.substr(follow_log.size() > 3000 ? follow_log.size() - 3000 : 0));
+    INFO("snaptail-follow's output, last 3000 bytes:\n"
+         << follow_log.substr(follow_log.size() > 3000 ? follow_log.size() - 3000 : 0));
+    REQUIRE(last_status == 0);
     CHECK(rotations > 0);
     const auto stored = client.messages("LOGS", "logs.app");
     CHECK(check_stream(stored, log, true) == "");
