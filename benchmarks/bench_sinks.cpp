@@ -175,6 +175,21 @@ void bench_postgres(const Config& c, const fs::path& log, const TempDir& dir) {
         rows.push_back({"PostgreSQL", "psql \\copy (text only)", c.lines, 0, seconds, 0, 0});
         print_row(rows.back());
     }
+    {
+        // Like for like with psql: the text alone, in one column.
+        snaptail::postgres::Options options;
+        options.conninfo = server.conninfo();
+        options.table = "lines_text";
+        options.columns = {"text"};
+        options.stream = "text";
+        options.setup_sql = "CREATE TABLE IF NOT EXISTS lines_text (text text NOT NULL)";
+        snaptail::postgres::Sink<std::string_view> sink(
+            options, [](std::string_view line, const snaptail::RecordInfo&,
+                        snaptail::postgres::Row& row) { row.add(line); });
+        rows.push_back(through_tailer("PostgreSQL", "snaptail sink, COPY (text only)", log,
+                                      c.batch_lines, sink));
+        print_row(rows.back());
+    }
     for (auto method :
          {snaptail::postgres::WriteMethod::copy, snaptail::postgres::WriteMethod::insert}) {
         const bool copy = method == snaptail::postgres::WriteMethod::copy;

@@ -33,8 +33,8 @@ using PrometheusLabels = std::vector<std::pair<std::string, std::string>>;
 /// One tailer's (or buffer's) counters and the labels that tell it apart from others.
 template <class Stats>
 struct PrometheusSeries {
-    Stats stats;
-    PrometheusLabels labels;
+    Stats stats;              ///< TailerStats or SwapBufferStats.
+    PrometheusLabels labels;  ///< Put on each of its samples.
 };
 
 namespace detail {

@@ -321,12 +321,18 @@ TEST_CASE(
             std::this_thread::sleep_for(std::chrono::milliseconds(between(0, 15)));
         }
         child.signal(SIGKILL);
-        CHECK(child.wait() == 128 + SIGKILL);
+        const int status = child.wait();
+        if (status != 128 + SIGKILL) {  // it ended before the kill: say how
+            FAIL_CHECK("run " << k << " exited with " << status << " before it was killed:\n"
+                              << tail_of(dir / "driver.log"));
+        }
     }
     Child last = driver(500);
-    REQUIRE(last.wait() == 0);
+    const int last_status = last.wait();
+    INFO("the last driver's exit status: " << last_status);
     const std::string driver_log = slurp_file(dir / "driver.log");
-    INFO(driver_log.substr(0, 4000));
+    INFO("the drivers' output, last 4000 bytes:\n"
+         << driver_log.substr(driver_log.size() > 4000 ? driver_log.size() - 4000 : 0));
     if (std::getenv("SNAPTAIL_SINK_VERBOSE")) {
         const std::string server_log = server.log();
         std::size_t open_transactions = 0;
@@ -337,6 +343,7 @@ TEST_CASE(
         fmt::print("{}rotations={} lines={} kills in a transaction={}\n", driver_log, rotations,
                    log.size(), open_transactions);
     }
+    CHECK(last_status == 0);
     CHECK(rotations > 0);
     CHECK(check_table(db, table, log) == "");
     // The stored position is the end of the last file.
@@ -378,12 +385,17 @@ TEST_CASE(
         std::this_thread::sleep_for(
             std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 300)(rng)));
         child.signal(SIGKILL);
-        CHECK(child.wait() == 128 + SIGKILL);
+        const int status = child.wait();
+        if (status != 128 + SIGKILL) {  // it ended before the kill: say how
+            FAIL_CHECK("run " << k << " exited with " << status << " before it was killed:\n"
+                              << tail_of(dir / "order_stats.log"));
+        }
     }
     REQUIRE(writer.wait() == 0);
     Child last = order_stats({"--json", "--idle-exit-ms", "500"});
-    REQUIRE(last.wait() == 0);
-    INFO(slurp_file(dir / "order_stats.log").substr(0, 3000));
+    const int last_status = last.wait();
+    INFO("order_stats' output, last 4000 bytes:\n" << tail_of(dir / "order_stats.log"));
+    REQUIRE(last_status == 0);
     // Each line of the log, by seq and offset, against the table in commit order.
     const std::string content = slurp_file(path);
     struct stat st {};

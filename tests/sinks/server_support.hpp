@@ -103,6 +103,12 @@ inline std::string slurp_file(const fs::path& path) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+/// The last `max` bytes of a file (a child's log, for a failure message).
+inline std::string tail_of(const fs::path& path, std::size_t max = 4000) {
+    const std::string text = slurp_file(path);
+    return text.size() > max ? text.substr(text.size() - max) : text;
+}
+
 /// A child process in a process group of its own, with stdout and stderr appended to a file.
 /// Destruction stops the group: `stop_signal` first, SIGKILL after `grace`, then reaps it.
 class Child {

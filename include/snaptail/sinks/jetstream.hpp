@@ -44,7 +44,8 @@
 
 namespace snaptail::jetstream {
 
-/// A failed connection, publish or acknowledgement; the tailer retries the batch.
+/// A failed connection, publish or acknowledgement; the tailer retries the batch when a Sink
+/// throws it.
 class JetStreamError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;

@@ -79,6 +79,7 @@ struct Options {
     std::string positions_table{"snaptail_positions"};
     /// SQL run after each connect, before the first batch: e.g. CREATE TABLE IF NOT EXISTS.
     std::string setup_sql;
+    /// COPY (the default, the faster) or multi-row INSERT.
     WriteMethod method{WriteMethod::copy};
     /// With WriteMethod::insert: rows per INSERT statement (at most 65535 values each).
     std::size_t insert_rows{1000};
@@ -96,7 +97,7 @@ struct SinkStats {
     std::uint64_t skipped_rows{0};     ///< Records found already stored, in those batches or
                                        ///< at the start of a batch that overlaps the position.
     std::uint64_t mapping_errors{0};   ///< Records the mapping threw for (reported, not written).
-    std::uint64_t failures{0};         ///< Batches attempts that threw (the tailer retries them).
+    std::uint64_t failures{0};         ///< Batch attempts that threw (the tailer retries them).
     std::uint64_t connects{0};         ///< Connections made, the first included.
 };
 
@@ -763,6 +764,7 @@ class Row {
     /// Values added so far.
     std::size_t size() const noexcept { return rows_.values_in_row(); }
 
+    /// A row writing into `rows` (the Sink makes one per record). Never allocates.
     explicit Row(detail::RowBuilder& rows) noexcept : rows_(rows) {}
     Row(const Row&) = delete;
     Row& operator=(const Row&) = delete;

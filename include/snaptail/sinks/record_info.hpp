@@ -15,10 +15,10 @@ namespace snaptail {
 /// the file offset of its first byte, and the path the file had when the batch was cut.
 /// (file, offset) names a record uniquely while the file exists.
 struct RecordInfo {
-    FileId file;
-    std::uint64_t line{0};
-    std::uint64_t offset{0};
-    std::string_view path;
+    FileId file;              ///< Device and inode of the record's file.
+    std::uint64_t line{0};    ///< 1-based line number (the pieces of a split line share it).
+    std::uint64_t offset{0};  ///< File offset of the record's first byte.
+    std::string_view path;    ///< The file's name when its batch was cut; valid during the call.
 };
 
 /// The RecordInfo of record `i` of `batch` (i < batch.size()). O(1) unless lines were dropped
