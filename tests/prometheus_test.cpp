@@ -93,6 +93,8 @@ TEST_CASE("write_prometheus renders every counter and gauge of TailerStats with 
         {"snaptail_lag_bytes", s.lag},
         {"snaptail_pending_bytes", s.pending_bytes},
         {"snaptail_read_ahead_high_water_bytes", s.read_ahead_high_water},
+        {"snaptail_budget_high_water_bytes", s.budget_high_water},
+        {"snaptail_budget_waits_total", s.budget_waits},
     };
     const auto samples = prometheus_samples(text);
     CHECK(samples.size() == expected.size());

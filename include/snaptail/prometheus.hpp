@@ -108,6 +108,12 @@ inline constexpr PrometheusMetric<TailerStats> tailer_metrics[] = {
                     s.pending_bytes),
     SNAPTAIL_METRIC(TailerStats, "read_ahead_high_water_bytes", "gauge",
                     "Most bytes ever held read but undelivered.", s.read_ahead_high_water),
+    SNAPTAIL_METRIC(TailerStats, "budget_high_water_bytes", "gauge",
+                    "Most bytes of read windows lent at once (at most read_ahead_bytes).",
+                    s.budget_high_water),
+    SNAPTAIL_METRIC(TailerStats, "budget_waits_total", "counter",
+                    "Reads put off because every window of the read-ahead budget was lent.",
+                    s.budget_waits),
 };
 
 inline constexpr PrometheusMetric<SwapBufferStats> swap_buffer_metrics[] = {
