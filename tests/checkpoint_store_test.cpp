@@ -78,18 +78,35 @@ TEST_CASE("save then load round-trips, and save replaces the previous checkpoint
     CHECK(store.load() == p);
 }
 
+namespace {
+
+// The temporary files ("ck.tmp.*") in `dir`.
+std::vector<std::string> temporaries(const TempDir& dir) {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir.path())) {
+        const auto name = entry.path().filename().string();
+        if (name.starts_with("ck.tmp")) {
+            names.push_back(name);
+        }
+    }
+    return names;
+}
+
+}  // namespace
+
 TEST_CASE("a crash in the middle of a save leaves the old checkpoint whole", "[checkpoint]") {
     TempDir dir;
     CheckpointStore store(dir / "ck");
     store.save(sample(), "/a.log");
     // What a crash between writing the temporary file and renaming it leaves behind.
-    write_text(dir / "ck.tmp", "snaptail-checkpoint 1\npath=/a.log\ndevi");
+    write_text(dir / "ck.tmp.00000000deadbeef", "snaptail-checkpoint 1\npath=/a.log\ndevi");
     CHECK(store.load() == sample());
-    // The next save starts its temporary file afresh.
+    // The next save writes a temporary file of its own, and a new store clears the leftover.
     Position next = sample();
     next.offset += 1;
-    store.save(next, "/a.log");
+    CheckpointStore(dir / "ck").save(next, "/a.log");
     CHECK(store.load() == next);
+    CHECK(temporaries(dir).empty());
 }
 
 TEST_CASE("a failing write (disk full, file size limit) throws and keeps the old checkpoint",
@@ -122,7 +139,7 @@ TEST_CASE("a failing write (disk full, file size limit) throws and keeps the old
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
     CHECK(store.load() == sample());
-    CHECK_FALSE(fs::exists(dir / "ck.tmp"));
+    CHECK(temporaries(dir).empty());  // the failed save removed its temporary file
 }
 
 TEST_CASE("save into a missing directory throws naming the file", "[checkpoint]") {

@@ -5,16 +5,21 @@
 #include <snaptail/detail/unique_fd.hpp>
 #include <snaptail/position.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace snaptail {
@@ -26,24 +31,38 @@ class CheckpointError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// How a CheckpointStore treats what others may have placed beside it.
+struct CheckpointAccess {
+    /// Permission bits of the checkpoint files it writes (set with fchmod, whatever the umask).
+    unsigned mode{0600};
+    /// Read a checkpoint that is a symbolic link, or owned by a user other than the effective
+    /// one. Refused by default: whoever can place such a file could make the tailer resume
+    /// where they like, or read a file of theirs as a checkpoint.
+    bool trust_any_owner{false};
+};
+
 /// Stores one Position (format version 1), or a file set's CheckpointState (version 2), in a
 /// small text file.
 ///
 /// save() is atomic on every call (write a temporary file beside it, then rename it over the
-/// old one), so a crash at any moment leaves a whole checkpoint, old or new. Durability against
-/// power loss (fsync of the file before the rename and of the directory after it) costs a disk
-/// flush, so it happens at most once per sync_interval, and on sync(). Not thread-safe: one
-/// owner (the tailer's thread) saves.
+/// old one), so a crash at any moment leaves a whole checkpoint, old or new. The temporary file
+/// gets a new unpredictable name each time and is created with O_EXCL | O_NOFOLLOW, so a
+/// symlink or file someone else put in the directory is never followed or reused, and
+/// rename(2) replaces a link at the checkpoint's own name rather than following it.
+/// Durability against power loss (fsync of the file before the rename and of the directory
+/// after it) costs a disk flush, so it happens at most once per sync_interval, and on sync().
+/// After a failed fsync nothing written before is assumed durable: the next save or sync
+/// writes the whole checkpoint again and flushes it. Not thread-safe: one owner (the tailer's
+/// thread) saves.
 class CheckpointStore {
   public:
     using clock = std::chrono::steady_clock;
 
     /// Does no I/O. The directory must exist by the first save().
     explicit CheckpointStore(std::filesystem::path file,
-                             std::chrono::milliseconds sync_interval = std::chrono::seconds{1})
-        : file_(std::move(file)),
-          temporary_(file_.string() + ".tmp"),
-          sync_interval_(sync_interval) {}
+                             std::chrono::milliseconds sync_interval = std::chrono::seconds{1},
+                             CheckpointAccess access = {})
+        : file_(std::move(file)), sync_interval_(sync_interval), access_(access) {}
 
     /// The checkpoint file.
     const std::filesystem::path& path() const noexcept { return file_; }
@@ -93,19 +112,15 @@ class CheckpointStore {
     /// says), as save() does.
     void save(const CheckpointState& state) { replace_with(to_text(state)); }
 
-    /// Makes the last save() durable now (fsync of the file and its directory). Blocks on the
-    /// disk. Throws CheckpointError when the flush fails.
+    /// Makes the last save() durable now: the checkpoint is written again to a new file and
+    /// flushed with it and its directory, rather than flushing the file already renamed (whose
+    /// earlier write-back error a new descriptor might not see). Blocks on the disk. Throws
+    /// CheckpointError when the flush fails.
     void sync() {
         if (!dirty_) {
             return;
         }
-        detail::UniqueFd fd(::open(file_.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd || ::fsync(fd.get()) != 0) {
-            fail(fmt::format("cannot flush: {}", std::generic_category().message(errno)));
-        }
-        sync_directory();
-        last_sync_ = clock::now();
-        dirty_ = false;
+        replace_with(std::string(last_text_), true);
     }
 
     /// Largest file load() accepts.
@@ -116,10 +131,17 @@ class CheckpointStore {
   private:
     // The file's bytes, up to `limit`; nullopt when it does not exist.
     std::optional<std::string> read_text(std::size_t limit) const {
-        const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        const int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                          (access_.trust_any_owner ? 0 : O_NOFOLLOW);
+        const int fd = ::open(file_.c_str(), flags);
         if (fd < 0) {
             if (errno == ENOENT) {
                 return std::nullopt;
+            }
+            if (errno == ELOOP) {
+                fail(
+                    "is a symbolic link: refused (a checkpoint must be a regular file of the "
+                    "running user; CheckpointAccess::trust_any_owner allows it)");
             }
             fail(fmt::format("cannot open: {}", std::generic_category().message(errno)));
         }
@@ -127,6 +149,12 @@ class CheckpointStore {
         struct stat st {};
         if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
             fail("is not a regular file");
+        }
+        if (!access_.trust_any_owner && st.st_uid != ::geteuid()) {
+            fail(
+                fmt::format("is owned by uid {}, not by the running user (uid {}): refused "
+                            "(CheckpointAccess::trust_any_owner allows it)",
+                            st.st_uid, ::geteuid()));
         }
         // Sized for the file as it is now; it may grow while it is read, up to the limit.
         const auto size = static_cast<std::size_t>(st.st_size);
@@ -155,49 +183,105 @@ class CheckpointStore {
         return text;
     }
 
-    // Writes `text` to a temporary file beside the checkpoint and renames it over it.
-    void replace_with(const std::string& text) {
+    // Writes `text` to a new temporary file beside the checkpoint and renames it over it;
+    // flushes when `force` or when durability is due.
+    void replace_with(std::string text, bool force = false) {
         const auto now = clock::now();
-        const bool durable = !synced_once_ || now - last_sync_ >= sync_interval_;
-        {
-            detail::UniqueFd fd(::open(temporary_.c_str(),
-                                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644));
-            if (!fd) {
-                fail(fmt::format("cannot create {}: {}", temporary_.string(),
-                                 std::generic_category().message(errno)));
-            }
-            std::string_view rest = text;
-            while (!rest.empty()) {
-                const ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-                if (n < 0 && errno == EINTR) {
-                    continue;
-                }
-                if (n <= 0) {
-                    const int err = n < 0 ? errno : EIO;
-                    ::unlink(temporary_.c_str());
-                    fail(fmt::format("cannot write {}: {}", temporary_.string(),
-                                     std::generic_category().message(err)));
-                }
-                rest.remove_prefix(static_cast<std::size_t>(n));
-            }
-            if (durable && ::fsync(fd.get()) != 0) {
-                const int err = errno;
-                ::unlink(temporary_.c_str());
-                fail(fmt::format("cannot flush {}: {}", temporary_.string(),
-                                 std::generic_category().message(err)));
-            }
+        const bool durable =
+            force || must_flush_ || !synced_once_ || now - last_sync_ >= sync_interval_;
+        if (!cleaned_) {
+            remove_stale_temporaries();
+            cleaned_ = true;
         }
-        if (::rename(temporary_.c_str(), file_.c_str()) != 0) {
+        const std::filesystem::path temporary = write_temporary(text, durable);
+        if (::rename(temporary.c_str(), file_.c_str()) != 0) {
             const int err = errno;
-            ::unlink(temporary_.c_str());
+            ::unlink(temporary.c_str());
             fail(fmt::format("cannot replace it: {}", std::generic_category().message(err)));
         }
+        last_text_ = std::move(text);
         dirty_ = true;
         if (durable) {
             sync_directory();
             last_sync_ = now;
             synced_once_ = true;
+            must_flush_ = false;
             dirty_ = false;
+        }
+    }
+
+    // A new file with `text` under a fresh name; flushed when `durable`. Removed again on
+    // failure. A failed flush means nothing written so far can be trusted to be on disk.
+    std::filesystem::path write_temporary(std::string_view text, bool durable) {
+        detail::UniqueFd fd;
+        std::filesystem::path temporary;
+        for (int attempt = 0; !fd; ++attempt) {
+            temporary = file_.string() + ".tmp." + random_suffix();
+            fd = detail::UniqueFd(::open(
+                temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                static_cast<mode_t>(access_.mode & 07777)));
+            if (!fd && (errno != EEXIST || attempt == 15)) {
+                fail(fmt::format("cannot create {}: {}", temporary.string(),
+                                 std::generic_category().message(errno)));
+            }
+        }
+        auto remove_and_fail = [&](std::string_view call, int err) {
+            ::unlink(temporary.c_str());
+            fail(fmt::format("{} {}: {}", call, temporary.string(),
+                             std::generic_category().message(err)));
+        };
+        if (::fchmod(fd.get(), static_cast<mode_t>(access_.mode & 07777)) != 0) {
+            remove_and_fail("cannot set the mode of", errno);
+        }
+        while (!text.empty()) {
+            const ssize_t n = ::write(fd.get(), text.data(), text.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                remove_and_fail("cannot write", n < 0 ? errno : EIO);
+            }
+            text.remove_prefix(static_cast<std::size_t>(n));
+        }
+        if (durable && ::fsync(fd.get()) != 0) {
+            must_flush_ = true;
+            remove_and_fail("cannot flush (fsync)", errno);
+        }
+        return temporary;
+    }
+
+    // 16 hex digits from getrandom(2) (the clock and a counter should it fail): a name nobody
+    // can place a file at in advance.
+    std::string random_suffix() {
+        std::uint64_t value = 0;
+        if (::getrandom(&value, sizeof value, GRND_NONBLOCK) !=
+            static_cast<ssize_t>(sizeof value)) {
+            value = static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) ^
+                    (static_cast<std::uint64_t>(::getpid()) << 32) ^ ++counter_;
+        }
+        return fmt::format("{:016x}", value);
+    }
+
+    // Temporary files a crash left behind: regular files of ours named "<checkpoint>.tmp.*".
+    // Never follows a link: unlink removes the name only.
+    void remove_stale_temporaries() noexcept {
+        const auto dir = file_.has_parent_path() ? file_.parent_path() : std::filesystem::path(".");
+        const std::string prefix = file_.filename().string() + ".tmp.";
+        std::unique_ptr<DIR, int (*)(DIR*)> listing(::opendir(dir.c_str()), &::closedir);
+        if (!listing) {
+            return;
+        }
+        while (const dirent* entry = ::readdir(listing.get())) {
+            const std::string_view name = entry->d_name;
+            if (!name.starts_with(prefix)) {
+                continue;
+            }
+            const auto path = dir / name;
+            struct stat st {};
+            if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                st.st_uid == ::geteuid()) {
+                ::unlink(path.c_str());
+            }
         }
     }
 
@@ -209,17 +293,22 @@ class CheckpointStore {
         const auto dir = file_.has_parent_path() ? file_.parent_path() : std::filesystem::path(".");
         detail::UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!fd || ::fsync(fd.get()) != 0) {
-            fail(fmt::format("cannot flush directory {}: {}", dir.string(),
+            must_flush_ = true;  // the rename may not be on disk: write it all again next time
+            fail(fmt::format("cannot flush directory {} (fsync): {}", dir.string(),
                              std::generic_category().message(errno)));
         }
     }
 
     std::filesystem::path file_;
-    std::filesystem::path temporary_;
     std::chrono::milliseconds sync_interval_;
+    CheckpointAccess access_;
+    std::string last_text_;  // what the last save wrote, for sync()
     clock::time_point last_sync_{};
+    std::uint64_t counter_{0};
     bool synced_once_{false};
     bool dirty_{false};
+    bool must_flush_{false};  // a flush failed: nothing is known to be durable
+    bool cleaned_{false};
 };
 
 }  // namespace snaptail

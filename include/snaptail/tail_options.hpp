@@ -188,6 +188,13 @@ struct TailOptions {
     std::chrono::milliseconds checkpoint_sync_interval{1000};
     /// What a corrupt or unreadable checkpoint does.
     CorruptCheckpoint corrupt_checkpoint{CorruptCheckpoint::fail};
+    /// Permission bits of the checkpoint files written (0600: readable by the running user
+    /// only, whatever the umask).
+    unsigned checkpoint_mode{0600};
+    /// Read a checkpoint that is a symlink or owned by another user. Refused by default (as a
+    /// corrupt checkpoint is): in a directory others can write, they could otherwise make the
+    /// tailer resume where they like.
+    bool checkpoint_trust_any_owner{false};
     /// Where a checkpointed file rotated while the tailer was down may be found (glob(7));
     /// empty means "<path>.*".
     std::string rotated_glob;
@@ -309,6 +316,10 @@ inline void validate(const TailOptions& o) {
     if (o.checkpoint_path && !o.files && *o.checkpoint_path == o.path) {
         reject_option("checkpoint_path", o.checkpoint_path->string(),
                       "must not be the followed file itself");
+    }
+    if (o.checkpoint_mode > 07777) {
+        reject_option("checkpoint_mode", fmt::format("{:o}", o.checkpoint_mode),
+                      "must be permission bits (at most 07777)");
     }
     if (o.sink_retry_max < o.sink_retry_initial) {
         reject_option("sink_retry_max", fmt::format("{}ms", o.sink_retry_max.count()),

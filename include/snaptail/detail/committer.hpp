@@ -8,6 +8,7 @@
 #include <snaptail/tail_options.hpp>
 #include <snaptail/tailer_stats.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -28,7 +29,9 @@ class Committer {
               std::string source)
         : options_(options), totals_(totals), reporter_(reporter), source_(std::move(source)) {
         if (options_.checkpoint_path) {
-            store_.emplace(*options_.checkpoint_path, options_.checkpoint_sync_interval);
+            store_.emplace(
+                *options_.checkpoint_path, options_.checkpoint_sync_interval,
+                CheckpointAccess{options_.checkpoint_mode, options_.checkpoint_trust_any_owner});
         }
     }
 
@@ -57,25 +60,39 @@ class Committer {
             pending_ = true;
             return;
         }
+        if (!force && failing_ && now < retry_at_) {
+            pending_ = true;  // a failing disk is tried again with backoff, not in a loop
+            return;
+        }
         try {
             store_->save(*state);
             committed_ = std::move(state);
             ++totals_.commits;
             pending_ = false;
+            failing_ = false;
+            backoff_ = {};
         } catch (const std::exception& e) {
             ++totals_.checkpoint_errors;
             const auto& first = state->files.empty() ? FileCheckpoint{} : state->files.front();
             reporter_.report(ErrorKind::checkpoint, e.what(), source_, first.position.offset,
                              first.position.line);
             pending_ = true;
+            failing_ = true;
+            backoff_ = std::min(
+                backoff_ == std::chrono::milliseconds{0} ? options_.poll_interval : backoff_ * 2,
+                max_backoff);
+            retry_at_ = now + backoff_;
         }
         last_commit_ = now;
     }
 
     /// A commit is waiting for commit_interval to pass.
     bool pending() const noexcept { return pending_; }
-    /// When the waiting commit is due.
-    clock::time_point due() const noexcept { return last_commit_ + options_.commit_interval; }
+    /// When the waiting commit is due (after a failed write: when it is tried again).
+    clock::time_point due() const noexcept {
+        return failing_ ? std::max(retry_at_, last_commit_ + options_.commit_interval)
+                        : last_commit_ + options_.commit_interval;
+    }
 
     /// Makes the last save durable (stop). Reported when it fails.
     void sync() {
@@ -98,8 +115,13 @@ class Committer {
     std::optional<CheckpointStore> store_;
     State state_;
     std::optional<CheckpointState> committed_;
+    static constexpr std::chrono::milliseconds max_backoff{5000};
+
     clock::time_point last_commit_{};
+    clock::time_point retry_at_{};
+    std::chrono::milliseconds backoff_{0};
     bool pending_{false};
+    bool failing_{false};  // the last write failed: retried at retry_at_
 };
 
 }  // namespace snaptail::detail

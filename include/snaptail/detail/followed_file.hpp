@@ -4,6 +4,8 @@
 #include <snaptail/detail/unique_fd.hpp>
 #include <snaptail/position.hpp>
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -36,9 +38,53 @@ struct OpenOutcome {
     std::string error;  ///< Empty on success and when missing.
 };
 
-/// Opens `path` for reading without blocking on FIFOs, and checks that it is a regular file.
+/// What kind of file `mode` is, for messages ("a FIFO", "a directory", ...).
+inline const char* file_kind(mode_t mode) noexcept {
+    if (S_ISDIR(mode)) {
+        return "a directory";
+    }
+    if (S_ISFIFO(mode)) {
+        return "a FIFO";
+    }
+    if (S_ISSOCK(mode)) {
+        return "a socket";
+    }
+    if (S_ISCHR(mode)) {
+        return "a character device";
+    }
+    if (S_ISBLK(mode)) {
+        return "a block device";
+    }
+    return "not a regular file";
+}
+
+/// Opens `path` for reading if it is a regular file (following symlinks). Anything else is
+/// refused before it is opened, so that a path made to point at a device or a FIFO never
+/// opens it (opening some devices has effects); the file opened is checked to be the one that
+/// was looked at. Never blocks on a FIFO.
 inline OpenOutcome open_regular_file(const std::filesystem::path& path) {
     OpenOutcome out;
+    auto refuse = [&out](const struct stat& st) {
+        out.not_a_file = true;
+        out.error = S_ISDIR(st.st_mode)
+                        ? "is a directory, not a file"
+                        : fmt::format("is {}, not a regular file", file_kind(st.st_mode));
+    };
+    struct stat before {};
+    if (::stat(path.c_str(), &before) != 0) {
+        const int err = errno;
+        out.missing = err == ENOENT || err == ENOTDIR;
+        if (err == ELOOP) {
+            out.error = "cannot open: a symbolic link loop (too many levels of symbolic links)";
+        } else if (!out.missing) {
+            out.error = "cannot stat: " + errno_text(err);
+        }
+        return out;
+    }
+    if (!S_ISREG(before.st_mode)) {
+        refuse(before);
+        return out;
+    }
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         const int err = errno;
@@ -55,8 +101,7 @@ inline OpenOutcome open_regular_file(const std::filesystem::path& path) {
         return out;
     }
     if (!S_ISREG(st.st_mode)) {
-        out.not_a_file = true;
-        out.error = S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file";
+        refuse(st);  // swapped between the look and the open
         return out;
     }
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
