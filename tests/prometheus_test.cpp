@@ -203,3 +203,24 @@ TEST_CASE("write_file_atomically replaces the file and leaves no temporary behin
     CHECK(entries == 1);
     CHECK_THROWS_AS(write_file_atomically(dir / "missing" / "m.prom", "x"), std::system_error);
 }
+
+TEST_CASE("write_file_atomically never follows a symlink planted where its temporary file goes",
+          "[prometheus][security]") {
+    TempDir dir;
+    const auto victim = dir / "victim";
+    {
+        std::ofstream out(victim);
+        out << "precious\n";
+    }
+    // The fixed name an earlier version used, and the prefix of today's.
+    fs::create_symlink(victim, dir / ".m.prom.tmp");
+    fs::create_symlink(victim, dir / ".m.prom.tmp.0000000000000000");
+    write_file_atomically(dir / "m.prom", "metrics\n");
+    std::ifstream in(victim);
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(content == "precious\n");
+    std::ifstream written(dir / "m.prom");
+    std::string metrics((std::istreambuf_iterator<char>(written)),
+                        std::istreambuf_iterator<char>());
+    CHECK(metrics == "metrics\n");
+}

@@ -2,12 +2,12 @@
 #pragma once
 
 #include <snaptail/checkpoint_state.hpp>
+#include <snaptail/detail/atomic_file.hpp>
 #include <snaptail/detail/unique_fd.hpp>
 #include <snaptail/position.hpp>
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -193,11 +193,20 @@ class CheckpointStore {
             remove_stale_temporaries();
             cleaned_ = true;
         }
-        const std::filesystem::path temporary = write_temporary(text, durable);
-        if (::rename(temporary.c_str(), file_.c_str()) != 0) {
-            const int err = errno;
-            ::unlink(temporary.c_str());
-            fail(fmt::format("cannot replace it: {}", std::generic_category().message(err)));
+        try {
+            detail::TemporaryFile temporary(file_.string() + ".tmp.", access_.mode);
+            temporary.write(text);
+            if (durable) {
+                try {
+                    temporary.flush();
+                } catch (...) {
+                    must_flush_ = true;  // nothing written so far can be trusted to be on disk
+                    throw;
+                }
+            }
+            temporary.replace(file_);
+        } catch (const std::system_error& e) {
+            fail(e.what());
         }
         last_text_ = std::move(text);
         dirty_ = true;
@@ -208,58 +217,6 @@ class CheckpointStore {
             must_flush_ = false;
             dirty_ = false;
         }
-    }
-
-    // A new file with `text` under a fresh name; flushed when `durable`. Removed again on
-    // failure. A failed flush means nothing written so far can be trusted to be on disk.
-    std::filesystem::path write_temporary(std::string_view text, bool durable) {
-        detail::UniqueFd fd;
-        std::filesystem::path temporary;
-        for (int attempt = 0; !fd; ++attempt) {
-            temporary = file_.string() + ".tmp." + random_suffix();
-            fd = detail::UniqueFd(::open(
-                temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                static_cast<mode_t>(access_.mode & 07777)));
-            if (!fd && (errno != EEXIST || attempt == 15)) {
-                fail(fmt::format("cannot create {}: {}", temporary.string(),
-                                 std::generic_category().message(errno)));
-            }
-        }
-        auto remove_and_fail = [&](std::string_view call, int err) {
-            ::unlink(temporary.c_str());
-            fail(fmt::format("{} {}: {}", call, temporary.string(),
-                             std::generic_category().message(err)));
-        };
-        if (::fchmod(fd.get(), static_cast<mode_t>(access_.mode & 07777)) != 0) {
-            remove_and_fail("cannot set the mode of", errno);
-        }
-        while (!text.empty()) {
-            const ssize_t n = ::write(fd.get(), text.data(), text.size());
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                remove_and_fail("cannot write", n < 0 ? errno : EIO);
-            }
-            text.remove_prefix(static_cast<std::size_t>(n));
-        }
-        if (durable && ::fsync(fd.get()) != 0) {
-            must_flush_ = true;
-            remove_and_fail("cannot flush (fsync)", errno);
-        }
-        return temporary;
-    }
-
-    // 16 hex digits from getrandom(2) (the clock and a counter should it fail): a name nobody
-    // can place a file at in advance.
-    std::string random_suffix() {
-        std::uint64_t value = 0;
-        if (::getrandom(&value, sizeof value, GRND_NONBLOCK) !=
-            static_cast<ssize_t>(sizeof value)) {
-            value = static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) ^
-                    (static_cast<std::uint64_t>(::getpid()) << 32) ^ ++counter_;
-        }
-        return fmt::format("{:016x}", value);
     }
 
     // Temporary files a crash left behind: regular files of ours named "<checkpoint>.tmp.*".
@@ -304,7 +261,6 @@ class CheckpointStore {
     CheckpointAccess access_;
     std::string last_text_;  // what the last save wrote, for sync()
     clock::time_point last_sync_{};
-    std::uint64_t counter_{0};
     bool synced_once_{false};
     bool dirty_{false};
     bool must_flush_{false};  // a flush failed: nothing is known to be durable

@@ -6,6 +6,7 @@
 //     snaptail::write_file_atomically("/var/lib/node_exporter/snaptail.prom", text);
 #pragma once
 
+#include <snaptail/detail/atomic_file.hpp>
 #include <snaptail/swap_buffer.hpp>
 #include <snaptail/tailer_stats.hpp>
 
@@ -240,42 +241,17 @@ inline void write_prometheus(std::string& out, const SwapBufferStats& stats,
 }
 
 /// Replaces `path` with `content` atomically: readers (node_exporter's textfile collector) see
-/// the old file or the new one, never a part. Writes ".<name>.tmp" in the same directory (a
-/// name the collector, which reads *.prom, ignores), then renames it over `path`. No fsync:
-/// metrics need not survive a power loss. Blocks on the file system; throws
-/// std::system_error. Not safe against another process writing the same path.
-inline void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-    const std::filesystem::path temp =
-        path.parent_path() / ("." + path.filename().string() + ".tmp");
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        throw std::system_error(errno, std::generic_category(), "create " + temp.string());
-    }
-    std::string_view left = content;
-    while (!left.empty()) {
-        const ssize_t n = ::write(fd, left.data(), left.size());
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            const int error = n < 0 ? errno : EIO;
-            ::close(fd);
-            ::unlink(temp.c_str());
-            throw std::system_error(error, std::generic_category(), "write " + temp.string());
-        }
-        left.remove_prefix(static_cast<std::size_t>(n));
-    }
-    if (::close(fd) != 0) {
-        const int error = errno;
-        ::unlink(temp.c_str());
-        throw std::system_error(error, std::generic_category(), "close " + temp.string());
-    }
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
-        const int error = errno;
-        ::unlink(temp.c_str());
-        throw std::system_error(error, std::generic_category(),
-                                "rename " + temp.string() + " to " + path.string());
-    }
+/// the old file or the new one, never a part. Writes ".<name>.tmp.<random>" in the same
+/// directory (a name the collector, which reads *.prom, ignores) with O_EXCL | O_NOFOLLOW and
+/// mode `mode`, so that a symlink planted there is never followed, then renames it over
+/// `path`. No fsync: metrics need not survive a power loss. Blocks on the file system; throws
+/// std::system_error naming the call and the file.
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view content,
+                                  unsigned mode = 0644) {
+    detail::TemporaryFile temporary(
+        (path.parent_path() / ("." + path.filename().string() + ".tmp.")).string(), mode);
+    temporary.write(content);
+    temporary.replace(path);
 }
 
 }  // namespace snaptail
