@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -382,11 +383,24 @@ Outcome heap_per_files(const Config& config, std::size_t files) {
     });
 }
 
-long system_kib(const char* name) {
-    const long value = ::sysconf(name[1] == '1'   ? _SC_LEVEL1_DCACHE_SIZE
-                                 : name[1] == '2' ? _SC_LEVEL2_CACHE_SIZE
-                                                  : _SC_LEVEL3_CACHE_SIZE);
-    return value > 0 ? value / 1024 : 0;
+// The data caches of cpu0 as sysfs lists them ("L1d 32K, L2 1024K, L3 32768K"): sysconf's
+// figures are wrong in some virtual machines.
+std::string caches() {
+    std::string out;
+    for (int index = 0; index < 8; ++index) {
+        const fs::path dir = fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}", index);
+        std::ifstream level(dir / "level");
+        std::ifstream type(dir / "type");
+        std::ifstream size(dir / "size");
+        std::string l;
+        std::string t;
+        std::string z;
+        if (!(level >> l) || !(type >> t) || !(size >> z) || t == "Instruction") {
+            continue;
+        }
+        out += fmt::format("{}L{}{} {}", out.empty() ? "" : ", ", l, t == "Data" ? "d" : "", z);
+    }
+    return out.empty() ? "caches unknown" : out;
 }
 
 }  // namespace

@@ -187,8 +187,8 @@ class BatchingTailer {
         return shared_stats_;
     }
 
-    /// One entry per followed file, as of the last wait (or the end of a run). Thread-safe;
-    /// allocates the copy.
+    /// One entry per followed file, at most a second old while running, and as of the end of a
+    /// run after it. Thread-safe; allocates the copy.
     std::vector<FileStats> file_stats() const {
         std::lock_guard lock(stats_mutex_);
         return shared_files_;
@@ -275,7 +275,7 @@ class BatchingTailer {
         pipeline_.flush();
         committer_.commit(true);
         committer_.sync();
-        publish_stats(true);
+        publish_stats(true, true);
     }
 
     // A batch went out (or was given up): its position moved, unless stop froze positions.
@@ -398,24 +398,25 @@ class BatchingTailer {
         return std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
     }
 
-    // Publishes the counters for stats(); with `files`, the per-file stats too (at waits, not
-    // after every batch: a file set may have thousands).
-    void publish_stats(bool files) {
+    // Publishes the counters for stats(); with `files`, the per-file stats too, at most once a
+    // second unless `final` (a file set may have thousands: at waits, not after every batch,
+    // and into the one copy stats() readers see, not through another).
+    void publish_stats(bool files, bool final = false) {
         source_->publish(stats_);
         stats_.budget_high_water = windows_.high_water();
-        if (files) {
-            source_->publish_files(files_);
-        }
+        const auto now = clock::now();
+        files = files && (final || now - files_published_ >= std::chrono::seconds{1});
         std::lock_guard lock(stats_mutex_);
+        if (files) {
+            source_->publish_files(shared_files_);
+            files_published_ = now;
+        }
         std::string file = std::move(shared_stats_.current_file);
         shared_stats_ = stats_;
         shared_stats_.current_file = std::move(file);
         if (const std::string* current = source_->current_file();
             current != nullptr && *current != shared_stats_.current_file) {
             shared_stats_.current_file = *current;  // a file set moved on to its next file
-        }
-        if (files) {
-            shared_files_ = files_;
         }
     }
 
@@ -426,7 +427,7 @@ class BatchingTailer {
     detail::BatchPipeline<Parser, record_type> pipeline_;
     detail::Committer committer_;
     std::unique_ptr<detail::Source> source_;
-    std::vector<FileStats> files_;
+    clock::time_point files_published_{};
     clock::time_point last_input_{};
     std::stop_token stop_;
 

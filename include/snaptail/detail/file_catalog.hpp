@@ -27,7 +27,6 @@ namespace snaptail::detail {
 struct SetFile {
     FileId id;
     std::string relative;         ///< The name it had when last seen, below the root.
-    std::string full;             ///< root / relative: the name reports and batches give.
     std::int64_t modified_ns{0};  ///< When first seen (FileOrder::modified).
     std::uint64_t size{0};        ///< As the last scan saw it.
     Position position;            ///< Delivered up to here (while no reader has it open).
@@ -71,6 +70,9 @@ class FileCatalog {
     /// Called before a file is forgotten (pruned, or its inode found reused), so that a
     /// follow policy can drop its pointers to it.
     void on_erase(std::function<void(SetFile&)> hook) { on_erase_ = std::move(hook); }
+
+    /// root / relative: the name reports, stats and batches give. Allocates.
+    std::string full_path(const SetFile& file) const { return (root_ / file.relative).string(); }
 
     /// The files in order (natural path order, or first-seen modification time).
     const std::vector<SetFile*>& ordered() const noexcept { return ordered_; }
@@ -214,10 +216,11 @@ class FileCatalog {
 
     void name(SetFile& file, std::string_view relative) {
         file.relative = std::string(relative);
-        file.full = (root_ / file.relative).string();
-        by_name_[file.relative] = &file;
+        // A fresh key: the key of an entry another file held views that file's name.
+        by_name_.erase(file.relative);
+        by_name_.emplace(file.relative, &file);
         if (file.reader) {
-            file.reader->rename(file.full);
+            file.reader->rename(full_path(file));
         }
         reorder_ = true;
     }
@@ -257,7 +260,7 @@ class FileCatalog {
     FileSetPattern pattern_;
     const FileSet& set_;
     std::map<FileId, std::unique_ptr<SetFile>> by_id_;
-    std::map<std::string, SetFile*, std::less<>> by_name_;
+    std::map<std::string_view, SetFile*, std::less<>> by_name_;  // views of SetFile::relative
     std::vector<SetFile*> ordered_;
     std::function<void(SetFile&)> on_erase_;
     bool reorder_{false};

@@ -35,29 +35,22 @@ namespace snaptail::detail {
 class FileReader {
   public:
     /// No buffer yet (it borrows one from `windows` when it reads) and no file open.
-    FileReader(const TailOptions& options, std::filesystem::path path, TailerStats& totals,
+    FileReader(const TailOptions& options, std::string path, TailerStats& totals,
                Reporter& reporter, WindowPool& windows)
         : options_(options),
-          path_(std::move(path)),
-          path_text_(path_.string()),
+          path_text_(std::move(path)),
           totals_(totals),
           reporter_(reporter),
           framer_(options.max_line_bytes, options.long_lines, options.strip_cr),
-          window_(windows),
-          compact_after_(std::min(windows.window_bytes() / 2, detail::compact_after_bytes)),
-          wrap_reserve_(std::min(windows.window_bytes() / 8, read_chunk_bytes)) {}
+          window_(windows) {}
 
     FileReader(const FileReader&) = delete;
     FileReader& operator=(const FileReader&) = delete;
 
     // --- the file -----------------------------------------------------------------------
 
-    const std::filesystem::path& path() const noexcept { return path_; }
     /// The name the file goes by now (in a file set, a rename that still matches).
-    void rename(std::filesystem::path path) {
-        path_ = std::move(path);
-        path_text_ = path_.string();
-    }
+    void rename(std::string_view path) { path_text_.assign(path); }
     const std::string& path_text() const noexcept { return path_text_; }
     FollowedFile& file() noexcept { return file_; }
     const FollowedFile& file() const noexcept { return file_; }
@@ -248,7 +241,7 @@ class FileReader {
     void pause_framing(bool paused) noexcept { framing_paused_ = paused; }
     /// Where framing has got to in the window (what a linger cut holds up to).
     std::size_t scan() const noexcept { return window_.scan_; }
-    bool far_in() const noexcept { return window_.scan_ >= compact_after_; }
+    bool far_in() const noexcept { return window_.scan_ >= compact_after(); }
     /// A cut paused framing: bytes read are waiting to be framed.
     bool framing_paused() const noexcept { return framing_paused_; }
 
@@ -305,7 +298,7 @@ class FileReader {
         if (pipeline.full()) {
             const std::size_t at = feed_base_ + line.end;
             pipeline.cut(*this, at);
-            if (at >= compact_after_) {
+            if (at >= compact_after()) {
                 framing_paused_ = true;
                 return true;
             }
@@ -383,7 +376,7 @@ class FileReader {
             return false;
         }
         const auto inflight = pipeline.inflight_of(*this);
-        if (inflight.job == nullptr || !window_.wrap_below(inflight.job, wrap_reserve_)) {
+        if (inflight.job == nullptr || !window_.wrap_below(inflight.job, wrap_reserve())) {
             return false;
         }
         pipeline.rebase_inflight_hold(0);
@@ -421,7 +414,6 @@ class FileReader {
     }
 
     const TailOptions& options_;
-    std::filesystem::path path_;
     std::string path_text_;
     TailerStats& totals_;
     Reporter& reporter_;
@@ -439,9 +431,14 @@ class FileReader {
     Fingerprint delivered_fingerprint_;  // of what has been delivered (never longer)
     bool framing_paused_{false};
     bool waiting_for_window_{false};
-    const std::size_t compact_after_;
+    // Past this far into the window, framing pauses after a cut (see on_line).
+    std::size_t compact_after() const noexcept {
+        return std::min(window_.capacity() / 2, compact_after_bytes);
+    }
     // Room for reads to go on below a wrapped-over batch (scaled down for small windows).
-    const std::size_t wrap_reserve_;
+    std::size_t wrap_reserve() const noexcept {
+        return std::min(window_.capacity() / 8, read_chunk_bytes);
+    }
 };
 
 }  // namespace snaptail::detail

@@ -124,7 +124,7 @@ class FileSetSource : public Source {
     // StartAt::end. False when it cannot be opened now (reported when it is not just gone, or
     // when the name holds another file now: a rescan then sorts it out).
     bool open_into(SetFile& file, FileReader& reader, clock::time_point now) {
-        OpenOutcome out = open_regular_file(file.full);
+        OpenOutcome out = open_regular_file(catalog_.full_path(file));
         if (!out.fd) {
             if (!out.missing) {
                 ++totals_.io_errors;
@@ -159,7 +159,7 @@ class FileSetSource : public Source {
             offset = saved.offset;
             lines = saved.line;
         }
-        reader.rename(file.full);
+        reader.rename(catalog_.full_path(file));
         reader.begin(FollowedFile(std::move(out.fd), out.id, offset), lines);
         if (std::exchange(file.start_at_end, false)) {
             reader.seek_to_last_line_start(out.size);
@@ -198,10 +198,11 @@ class FileSetSource : public Source {
 
     // Marks `file` read without reading it (it lies before where reading starts): its position
     // is its end, fingerprinted so that a restart knows it again.
-    static void skip(SetFile& file) {
+    void skip(SetFile& file) const {
         file.done = true;
         file.position = Position{file.id, {}, file.size, 0};
-        if (OpenOutcome out = open_regular_file(file.full); out.fd && out.id == file.id) {
+        if (OpenOutcome out = open_regular_file(catalog_.full_path(file));
+            out.fd && out.id == file.id) {
             file.position.offset = out.size;
             file.position.fingerprint = compute_fingerprint(out.fd.get(), out.size);
         } else {
@@ -211,7 +212,7 @@ class FileSetSource : public Source {
 
     void report(const SetFile& file, ErrorKind kind, std::string message, std::uint64_t offset,
                 std::uint64_t line) {
-        reporter_.report(kind, std::move(message), file.full, offset, line);
+        reporter_.report(kind, std::move(message), catalog_.full_path(file), offset, line);
     }
 
     // Counts of the set for stats().
@@ -229,7 +230,7 @@ class FileSetSource : public Source {
             const long long now = reader->file().size();
             size = now < 0 ? size : static_cast<std::uint64_t>(now);
         }
-        return FileStats{file.full,
+        return FileStats{reader != nullptr ? reader->path_text() : catalog_.full_path(file),
                          file.id,
                          reader != nullptr,
                          file.done,

@@ -142,8 +142,8 @@ class FollowAll final : public FileSetSource {
     void changed(const CatalogChanges& changes, bool first) override {
         const bool fresh_start = first && !start_.saved;
         for (SetFile* file : changes.appeared) {
-            file->reader =
-                std::make_unique<FileReader>(options_, file->full, totals_, reporter_, windows_);
+            file->reader = std::make_unique<FileReader>(options_, catalog_.full_path(*file),
+                                                        totals_, reporter_, windows_);
             if (!fresh_start) {
                 continue;  // appeared later: read from its first byte
             }
@@ -156,8 +156,8 @@ class FollowAll final : public FileSetSource {
         // Loaded from a checkpoint and found again: give them readers too.
         for (SetFile* file : catalog_.ordered()) {
             if (!file->reader && file->seen) {
-                file->reader = std::make_unique<FileReader>(options_, file->full, totals_,
-                                                            reporter_, windows_);
+                file->reader = std::make_unique<FileReader>(options_, catalog_.full_path(*file),
+                                                            totals_, reporter_, windows_);
             }
             if (file->reader && !file->reader->is_open() && file->seen && !file->wants_open &&
                 file->size != file->position.offset) {

@@ -17,7 +17,7 @@ class FollowNewest final : public FileSetSource {
                  PipelineControl& pipeline, Committer& committer, WindowPool& windows,
                  SetStart start)
         : FileSetSource(options, totals, reporter, pipeline, committer, windows, std::move(start)),
-          reader_(options, options.files->root, totals, reporter, windows) {}
+          reader_(options, options.files->root.string(), totals, reporter, windows) {}
 
     std::span<FileReader* const> turn() override {
         return current_ != nullptr ? std::span<FileReader* const>(readers_)
@@ -101,7 +101,7 @@ class FollowNewest final : public FileSetSource {
     }
 
     const std::string* current_file() const override {
-        return current_ != nullptr ? &current_->full : nullptr;
+        return current_ != nullptr ? &reader_.path_text() : nullptr;
     }
 
   protected:
@@ -255,7 +255,7 @@ class FollowNewest final : public FileSetSource {
             return;
         }
         if (options_.start == StartAt::end && !files.empty()) {
-            std::for_each(files.begin(), files.end() - 1, [](SetFile* file) { skip(*file); });
+            std::for_each(files.begin(), files.end() - 1, [this](SetFile* file) { skip(*file); });
             files.back()->start_at_end = true;
         }
     }

@@ -34,7 +34,7 @@ class PathSource final : public Source {
           pipeline_(pipeline),
           committer_(committer),
           follower_(options.path, options.rotate_wait),
-          reader_(options, options.path, totals, reporter, windows),
+          reader_(options, options.path.string(), totals, reporter, windows),
           resume_(resume) {}
 
     void begin_run() override {
