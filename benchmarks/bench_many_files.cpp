@@ -410,11 +410,10 @@ int main(int argc, char** argv) {
     const std::uint64_t backlog_lines = config.file_kib * 1024 / line_bytes;
     const snaptail::TailOptions defaults;
     const double budget_mib = static_cast<double>(defaults.read_ahead_bytes) / mib;
-    fmt::print(
-        "bench_many_files: {} CPUs, L1d {} KiB, L2 {} KiB, L3 {} KiB; read_ahead_bytes "
-        "{:.0f} MiB; files of {} KiB ({} lines of {} bytes)\n\n",
-        std::thread::hardware_concurrency(), system_kib("L1"), system_kib("L2"), system_kib("L3"),
-        budget_mib, config.file_kib, backlog_lines, line_bytes);
+    fmt::print("bench_many_files: {} CPUs, {}; read_ahead_bytes {:.0f} MiB; files of {} KiB ({} "
+               "lines of {} bytes)\n\n",
+               std::thread::hardware_concurrency(), caches(), budget_mib, config.file_kib,
+               backlog_lines, line_bytes);
     bool ok = true;
 
     const Outcome small = heap_per_files(config, 1000);
