@@ -362,3 +362,63 @@ TEST_CASE("positions stored by an exactly-once sink resume a file set without a 
     single.resume_positions = options.resume_positions;
     CHECK_THROWS_WITH(validate(single), has_substring("resume_positions"));
 }
+
+TEST_CASE("follow newest with two parse threads: backlogs read in parallel, every line in order",
+          "[file_set][newest][parallel]") {
+    TempDir dir;
+    // Files large enough for catch-up ranges (512 KiB and more), with lines of many lengths.
+    std::vector<std::string> expected;
+    for (int hour = 0; hour < 4; ++hour) {
+        std::string content;
+        for (int i = 1; i <= 9000; ++i) {
+            std::string line = fmt::format("20261204/{}-{} ", hour, i);
+            line.append(static_cast<std::size_t>((i * 37) % 200), 'x');
+            content += line + (i % 11 == 0 ? "\r\n" : "\n");
+            expected.push_back(line);
+        }
+        fs::create_directories(hour_file(dir, 20261204, hour).parent_path());
+        append(hour_file(dir, 20261204, hour), content);
+    }
+    auto options = hourly_options(dir);
+    options.parse_threads = 2;
+    options.max_batch_lines = 500;
+    options.idle_exit = 150ms;
+    Collector got;
+    Tailer tailer(options, RawLineParser{}, got.sink());
+    tailer.run(std::stop_token{});
+    CHECK(got.lines() == expected);
+    CHECK(tailer.stats().parallel_reads > 0);  // the backlogs were read by both threads
+    std::size_t largest = 0;
+    for (const auto& batch : got.batches()) {
+        largest = std::max(largest, batch.size);
+    }
+    CHECK(largest <= 500);
+}
+
+TEST_CASE("a sink that throws in a file set: each batch retried, every line once, in order",
+          "[file_set][all_files][sink]") {
+    TempDir dir;
+    for (const char* name : {"a", "b"}) {
+        append(dir / (std::string(name) + ".log"), text_of(numbered(name, 1, 60)));
+    }
+    auto options = quick_set_options(dir.path(), "*.log", FollowMode::all_files);
+    options.max_batch_lines = 8;
+    options.idle_exit = 200ms;
+    Collector got;
+    int calls = 0;
+    got.before_batch = [&](Batch<std::string_view>&) {
+        if (++calls % 3 == 0) {
+            throw std::runtime_error("the sink is down");
+        }
+    };
+    ErrorLog errors;
+    Tailer tailer(options, RawLineParser{}, got.sink(), errors.handler());
+    tailer.run(std::stop_token{});
+    CHECK(got.lines_of(dir / "a.log") == numbered("a", 1, 60));
+    CHECK(got.lines_of(dir / "b.log") == numbered("b", 1, 60));
+    const auto sink_errors = errors.of(ErrorKind::sink);
+    REQUIRE_FALSE(sink_errors.empty());
+    for (const auto& e : sink_errors) {
+        CHECK((e.path == (dir / "a.log").string() || e.path == (dir / "b.log").string()));
+    }
+}
