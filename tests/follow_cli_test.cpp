@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -272,6 +274,52 @@ TEST_CASE("snaptail-follow ends the unterminated last line of a rotated file wit
             CHECK(follow.out() == expected);
         }
     }
+}
+
+TEST_CASE("snaptail-follow writes to a pipe (which it widens) byte-exact", "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string content = mixed_log(20000, 1000);
+    append(path, content);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::vector<std::string> args{SNAPTAIL_FOLLOW_PATH, "--idle-exit-ms", "200",
+                                  "--max-line-bytes",   "1000",           path.string()};
+    std::vector<char*> argv;
+    for (auto& arg : args) {
+        argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    REQUIRE(rc == 0);
+    std::string out;
+    std::array<char, 4096> buffer{};  // small reads: the writer fills the pipe and waits
+    for (ssize_t n = 0; (n = ::read(fds[0], buffer.data(), buffer.size())) != 0;) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        REQUIRE(n > 0);
+        out.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+    // It asked for a 1 MiB pipe buffer, which unprivileged processes get unless the system's
+    // limit is lower.
+    long max_size = 0;
+    std::ifstream("/proc/sys/fs/pipe-max-size") >> max_size;
+    if (max_size >= (1 << 20)) {
+        CHECK(::fcntl(fds[0], F_GETPIPE_SZ) == (1 << 20));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(out == expected_output(content, 1000, "truncate"));
 }
 
 TEST_CASE("snaptail-follow writes its output up to where writing fails, then exits 1", "[follow]") {
