@@ -120,8 +120,10 @@ class BatchWriter {
 
     // Copies [data, data + size) into the staging buffer and adds it.
     void stage(const char* data, std::size_t size) {
-        if (staged_ + size > staging_bytes) {
-            flush();  // nothing refers to the staging buffer any more
+        // Flushes first when the copy or its iovec would not fit: a flush reuses the staging
+        // buffer from its start, so it must not come between the copy and its iovec.
+        if (staged_ + size > staging_bytes || iov_.size() == static_cast<std::size_t>(iov_max_)) {
+            flush();
         }
         char* at = staging_.get() + staged_;
         std::memcpy(at, data, size);
@@ -129,7 +131,8 @@ class BatchWriter {
         add(at, size);
     }
 
-    // Adds an iovec, or extends the last one when the bytes follow on from it.
+    // Adds an iovec, or extends the last one when the bytes follow on from it. Flushes when
+    // all IOV_MAX are taken (stage() has flushed already for bytes in the staging buffer).
     void add(const char* data, std::size_t size) {
         if (size == 0) {
             return;

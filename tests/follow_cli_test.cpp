@@ -211,6 +211,26 @@ TEST_CASE("snaptail-follow writes byte-exact output whatever breaks the runs in 
             }
         }
     }
+    SECTION("a copied line right after IOV_MAX iovecs") {
+        // 512 long CRLF lines take two iovecs each (the line, then its '\n' from elsewhere):
+        // the short CRLF line after them is copied when no iovec is left, and more copies
+        // follow it into the staging buffer.
+        std::string content_at_limit;
+        for (int round = 0; round < 3; ++round) {
+            for (int i = 0; i < 512; ++i) {
+                content_at_limit += fmt::format("{:04}{}\r\n", i, std::string(300, 'L'));
+            }
+            for (int i = 0; i < 100; ++i) {
+                content_at_limit += fmt::format("short {} {}\r\n", round, i);
+            }
+        }
+        const auto limit_path = dir / "limit.log";
+        append(limit_path, content_at_limit);
+        Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "1000000", "--batch-bytes",
+                            "100000000", "--linger-ms", "100", limit_path.string()});
+        CHECK(follow.wait() == 0);
+        CHECK(follow.out() == expected_output(content_at_limit, 1000, "truncate"));
+    }
     SECTION("CRLF lines only: every line copied, more than the staging buffer in a batch") {
         std::string crlf;
         for (int i = 0; i < 30000; ++i) {
