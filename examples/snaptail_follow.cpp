@@ -63,6 +63,9 @@ class BatchWriter {
     /// one buffer would write, and returns once all of it is written (retrying short writes
     /// and EINTR). Throws std::system_error when a write fails (EPIPE: the reader is gone).
     void write(const snaptail::Batch<std::string_view>& batch) {
+        // A write that threw left its iovecs: a batch offered again is written from its start.
+        iov_.clear();
+        staged_ = 0;
         const auto records = batch.records();
         if (records.empty()) {
             return;
