@@ -1,13 +1,17 @@
-// bench_tailer: what a BatchingTailer costs. It measures catch-up throughput against `wc -l`, peak
-// memory behind a lagging sink, the CPU an idle tailer burns, and write()-to-sink latency of
-// live lines, then prints one table. A benchmark, not a test: it exits 0 whatever the figures,
-// and non-zero only when something is broken (lines missing or out of order, a child failed).
+// bench_tailer: what a BatchingTailer costs. It measures catch-up throughput against `wc -l`,
+// `cat` and `tail -n +1` (and snaptail-follow against the last two), with the instructions each
+// executes per byte and per line counted by callgrind; peak memory behind a lagging sink, the
+// CPU an idle tailer burns, and write()-to-sink latency of live lines; then prints one table.
+// A benchmark, not a test: it exits 0 whatever the figures, and non-zero only when something
+// is broken (lines missing or out of order, a child failed).
 //
-//   bench_tailer [--size-mib N] [--quick] [--data PATH]
+//   bench_tailer [--size-mib N] [--quick] [--data PATH] [--catch-up-only] [--rounds N]
+//                [--follow PATH] [--follow-baseline PATH] [--callgrind-mib N] [--results FILE]
 //
 // The data file is generated once and reused by later runs: --data PATH, else
-// $SNAPTAIL_BENCH_DATA, else ${TMPDIR:-/tmp}/snaptail-bench/bench_<size>.log. Each snaptail
-// scenario runs in a forked child, so that its peak RSS and CPU time are its own.
+// $SNAPTAIL_BENCH_DATA, else ${TMPDIR:-/tmp}/snaptail-bench/bench_<size>.log (and the smaller
+// one callgrind runs on beside it). Each snaptail scenario runs in a forked child, so that its
+// peak RSS and CPU time are its own.
 #include <snaptail/batching_tailer.hpp>
 
 #include "../examples/example_cli.hpp"
@@ -36,6 +40,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
@@ -63,7 +68,13 @@ struct Config {
     std::uint64_t size_bytes{1024 * mib};
     std::optional<fs::path> data;
     bool quick{false};
-    int repeats{3};
+    bool catch_up_only{false};
+    int rounds{5};
+    std::optional<fs::path> follow;           // snaptail-follow (default: the build's own)
+    std::optional<fs::path> follow_baseline;  // another build of it, run in the same rounds
+    std::uint64_t callgrind_mib{128};         // 0: no instruction counts
+    std::optional<fs::path> results;          // TSV of the catch-up figures, for the chart
+    unsigned run_catch_up{0};                 // internal: one catch-up in this process
     std::chrono::milliseconds lag_duration{5000};
     std::chrono::milliseconds idle_duration{10000};
     std::chrono::milliseconds latency_duration{5000};
@@ -82,11 +93,45 @@ Config parse_args(int argc, char** argv) {
         ->check(CLI::Range(1, 65536).description(""))
         ->type_name("N");
     app.add_flag("--quick", config.quick, "smoke run: 256 MiB and shorter scenarios");
+    app.add_flag("--catch-up-only", config.catch_up_only,
+                 "measure only the catch-up (and count its instructions)");
+    app.add_option("--rounds", config.rounds,
+                   "catch-up rounds, each running every program once (default 5; 3 with --quick)")
+        ->transform(snaptail::examples::non_negative_integer)
+        ->check(CLI::Range(1, 1000).description(""))
+        ->type_name("N");
+    app.add_option("--follow", config.follow,
+                   "the snaptail-follow to measure (default: ../examples/snaptail-follow\n"
+                   "beside this program, if it is there)")
+        ->type_name("PATH");
+    app.add_option("--follow-baseline", config.follow_baseline,
+                   "another build of snaptail-follow, measured in the same rounds")
+        ->type_name("PATH");
+    app.add_option("--callgrind-mib", config.callgrind_mib,
+                   "size of the log valgrind --tool=callgrind counts instructions on\n"
+                   "(default 128; 0: none)")
+        ->transform(snaptail::examples::non_negative_integer)
+        ->check(CLI::Range(0, 65536).description(""))
+        ->type_name("N");
+    app.add_option("--results", config.results,
+                   "write the catch-up figures to FILE (tab-separated; see catch_up_chart.py)")
+        ->type_name("FILE");
+    app.add_option("--run-catch-up", config.run_catch_up,
+                   "internal: one catch-up of --data with N parse threads in this process\n"
+                   "(what callgrind counts)")
+        ->transform(snaptail::examples::non_negative_integer)
+        ->check(CLI::Range(1, 256).description(""))
+        ->type_name("N")
+        ->group("");
     app.add_option("--data", config.data,
                    "the log to generate once and reuse (default $SNAPTAIL_BENCH_DATA,\n"
                    "else ${TMPDIR:-/tmp}/snaptail-bench/bench_<size>.log)")
         ->type_name("PATH");
+    const CLI::Option* rounds = app.get_option("--rounds");
     snaptail::examples::parse_command_line(app, argc, argv);
+    if (config.quick && rounds->count() == 0) {
+        config.rounds = 3;
+    }
     if (config.quick) {
         config.size_bytes = 256 * mib;
         config.lag_duration = 2000ms;
@@ -366,15 +411,17 @@ fs::path meta_path(const fs::path& data) {
     return fs::path(data.string() + ".meta");
 }
 
-// The data file described by its .meta sidecar, if it is there with the requested size.
-std::optional<DataFile> reuse_data(const fs::path& path, std::uint64_t size) {
+// The data file described by its .meta sidecar, if it is there (with the requested size, if
+// one is given).
+std::optional<DataFile> reuse_data(const fs::path& path, std::optional<std::uint64_t> size) {
     std::ifstream meta(meta_path(path));
     std::string version;
     std::string word;
     std::uint64_t target = 0;
     DataFile data{path};
     if (!std::getline(meta, version) || version != data_version ||
-        !(meta >> word >> target >> word >> data.bytes >> word >> data.lines) || target != size) {
+        !(meta >> word >> target >> word >> data.bytes >> word >> data.lines) ||
+        (size && target != *size)) {
         return std::nullopt;
     }
     std::error_code ec;
@@ -450,57 +497,6 @@ double page_cache(const fs::path& path) {
 
 // --- 1. catch-up throughput ----------------------------------------------------------------
 
-struct WcRun {
-    double seconds{0};
-    double cpu{0};
-    std::uint64_t lines{0};
-    bool ok{false};
-};
-
-// Times `wc -l PATH` from spawn to exit.
-WcRun run_wc(const fs::path& path) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) {
-        throw std::system_error(errno, std::generic_category(), "pipe2");
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    std::string prog = "/usr/bin/wc";
-    std::string flag = "-l";
-    std::string file = path.string();
-    std::array<char*, 4> args{prog.data(), flag.data(), file.data(), nullptr};
-    WcRun run;
-    const auto started = Clock::now();
-    pid_t pid = 0;
-    const int spawned =
-        ::access(prog.c_str(), X_OK) == 0
-            ? ::posix_spawn(&pid, prog.c_str(), &actions, nullptr, args.data(), environ)
-            : ::posix_spawnp(&pid, "wc", &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    if (spawned != 0) {
-        ::close(fds[0]);
-        fmt::print(stderr, "bench_tailer: cannot run wc: {}\n",
-                   snaptail::detail::errno_text(spawned));
-        return run;
-    }
-    std::array<char, 4096> out{};
-    const std::size_t got = read_full(fds[0], out.data(), out.size() - 1);
-    ::close(fds[0]);
-    int status = 0;
-    rusage usage{};
-    while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
-    }
-    run.seconds = seconds_since(started);
-    run.cpu = cpu_seconds(usage);
-    std::string_view text(out.data(), got);
-    text.remove_prefix(std::min(text.find_first_not_of(' '), text.size()));
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), run.lines);
-    run.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && ec == std::errc{};
-    return run;
-}
-
 struct CatchUp {
     double seconds{0};
     double cpu{0};
@@ -557,6 +553,264 @@ CatchUp catch_up(const DataFile& data, unsigned parse_threads) {
     r.batches = stats.batches;
     r.read_ahead_high_water = stats.read_ahead_high_water;
     return r;
+}
+
+double mib_of(double bytes) {
+    return bytes / static_cast<double>(mib);
+}
+
+// --- the machine's caches --------------------------------------------------------------------
+
+std::string kib_text(long bytes) {
+    if (bytes <= 0) {
+        return "?";
+    }
+    return bytes % (1 << 20) == 0 ? fmt::format("{} MiB", bytes >> 20)
+                                  : fmt::format("{} KiB", bytes >> 10);
+}
+
+std::string read_line_of(const fs::path& path) {
+    std::ifstream file(path);
+    std::string line;
+    std::getline(file, line);
+    return line;
+}
+
+// The caches as glibc's sysconf reports them and as the kernel does (sysfs, cpu0): under a
+// hypervisor the two may differ (sysconf derives them from CPUID).
+std::string cache_sizes() {
+    std::string text = fmt::format(
+        "caches (sysconf): L1d {}, L2 {}, L3 {}", kib_text(::sysconf(_SC_LEVEL1_DCACHE_SIZE)),
+        kib_text(::sysconf(_SC_LEVEL2_CACHE_SIZE)), kib_text(::sysconf(_SC_LEVEL3_CACHE_SIZE)));
+    std::string sysfs;
+    for (int index = 0; index < 8; ++index) {
+        const fs::path dir = fmt::format("/sys/devices/system/cpu/cpu0/cache/index{}", index);
+        const std::string size = read_line_of(dir / "size");
+        if (size.empty()) {
+            break;
+        }
+        sysfs += fmt::format("{}L{} {} {} (cpus {})", sysfs.empty() ? "" : ", ",
+                             read_line_of(dir / "level"), read_line_of(dir / "type"), size,
+                             read_line_of(dir / "shared_cpu_list"));
+    }
+    return text + (sysfs.empty() ? std::string() : "\ncaches (sysfs, cpu0): " + sysfs);
+}
+
+// --- programs to compare with --------------------------------------------------------------
+
+// Where a program's stdout goes: /dev/null, or a pipe this process drains (counting bytes),
+// or a pipe whose text is kept (wc -l's count).
+enum class Output { null, pipe, text };
+
+struct ProgramRun {
+    double seconds{0};
+    double user{0};
+    double sys{0};
+    std::uint64_t out_bytes{0};
+    std::string text;  // Output::text: the first 4 KiB of stdout
+    bool ok{false};
+};
+
+double seconds_of(const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+}
+
+// Runs argv (searched in PATH) with stdout as `output` says and stderr inherited, timing it
+// from spawn to exit; user and system time are the child's own (wait4).
+ProgramRun run_program(const std::vector<std::string>& argv, Output output) {
+    ProgramRun run;
+    int fds[2] = {-1, -1};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (output == Output::null) {
+        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    } else {
+        if (::pipe2(fds, O_CLOEXEC) != 0) {
+            posix_spawn_file_actions_destroy(&actions);
+            throw std::system_error(errno, std::generic_category(), "pipe2");
+        }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    }
+    std::vector<std::string> args = argv;
+    std::vector<char*> pointers;
+    for (std::string& arg : args) {
+        pointers.push_back(arg.data());
+    }
+    pointers.push_back(nullptr);
+    const auto started = Clock::now();
+    pid_t pid = 0;
+    const int spawned =
+        ::posix_spawnp(&pid, pointers[0], &actions, nullptr, pointers.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (fds[1] >= 0) {
+        ::close(fds[1]);
+    }
+    if (spawned != 0) {
+        if (fds[0] >= 0) {
+            ::close(fds[0]);
+        }
+        fmt::print(stderr, "bench_tailer: cannot run {}: {}\n", argv[0],
+                   snaptail::detail::errno_text(spawned));
+        return run;
+    }
+    if (fds[0] >= 0) {
+        std::vector<char> buffer(256 << 10);
+        for (;;) {
+            const ssize_t n = ::read(fds[0], buffer.data(), buffer.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                break;
+            }
+            if (output == Output::text && run.text.size() < 4096) {
+                run.text.append(buffer.data(), static_cast<std::size_t>(n));
+            }
+            run.out_bytes += static_cast<std::uint64_t>(n);
+        }
+        ::close(fds[0]);
+    }
+    int status = 0;
+    rusage usage{};
+    while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+    }
+    run.seconds = seconds_since(started);
+    run.user = seconds_of(usage.ru_utime);
+    run.sys = seconds_of(usage.ru_stime);
+    run.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    return run;
+}
+
+// The path of this program's executable.
+fs::path self_path() {
+    std::error_code ec;
+    return fs::read_symlink("/proc/self/exe", ec);
+}
+
+// The snaptail-follow of the same build: <build>/examples/snaptail-follow beside
+// <build>/benchmarks/bench_tailer.
+std::optional<fs::path> default_follow() {
+    const fs::path self = self_path();
+    if (self.empty()) {
+        return std::nullopt;
+    }
+    const fs::path follow = self.parent_path().parent_path() / "examples" / "snaptail-follow";
+    if (::access(follow.c_str(), X_OK) != 0) {
+        return std::nullopt;
+    }
+    return follow;
+}
+
+// Whether `name` is an executable in PATH.
+bool in_path(std::string_view name) {
+    const char* path = std::getenv("PATH");
+    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
+    while (!dirs.empty()) {
+        const auto colon = dirs.find(':');
+        const std::string_view dir = dirs.substr(0, colon);
+        const fs::path candidate = fs::path(dir) / name;
+        if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) {
+            return true;
+        }
+        dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
+    }
+    return false;
+}
+
+// --- instruction counts (callgrind) ------------------------------------------------------------
+
+// The instructions callgrind counted for argv (all threads, user space only: the kernel's
+// work, such as copying the file out of the page cache, is not counted), or nullopt.
+std::optional<std::uint64_t> callgrind_instructions(const std::vector<std::string>& argv,
+                                                    const fs::path& out_file) {
+    std::vector<std::string> command{"valgrind", "--tool=callgrind", "--quiet",
+                                     "--callgrind-out-file=" + out_file.string()};
+    command.insert(command.end(), argv.begin(), argv.end());
+    const ProgramRun run = run_program(command, Output::null);
+    std::ifstream file(out_file);
+    std::string line;
+    std::optional<std::uint64_t> totals;
+    while (std::getline(file, line)) {
+        if (line.starts_with("totals: ")) {
+            std::uint64_t value = 0;
+            const char* first = line.data() + 8;
+            if (std::from_chars(first, line.data() + line.size(), value).ec == std::errc{}) {
+                totals = value;
+            }
+        }
+    }
+    std::error_code ignored;
+    fs::remove(out_file, ignored);
+    if (!run.ok || !totals) {
+        fmt::print(stderr, "bench_tailer: callgrind failed for {}\n", fmt::join(argv, " "));
+        return std::nullopt;
+    }
+    return totals;
+}
+
+// Instructions per byte and per line of a program: its count on a log minus its count on an
+// empty log (start-up and exit), over the log's bytes and lines.
+struct Instructions {
+    std::uint64_t on_log{0};
+    std::uint64_t on_empty{0};
+    double per_byte{0};
+    double per_line{0};
+};
+
+// A program (or the library's catch-up) in the catch-up comparison, and its runs.
+struct Contender {
+    std::string name;
+    std::vector<std::string> args;  // without the log's path (which goes last); empty: the library
+    Output output{Output::null};
+    unsigned threads{1};  // the library's parse threads
+    std::string key;      // the program, whatever its output: one instruction count per key
+    std::vector<ProgramRun> runs;
+    std::optional<Instructions> instructions;
+
+    double median(double ProgramRun::*field) const {
+        std::vector<double> values;
+        for (const ProgramRun& run : runs) {
+            values.push_back(run.*field);
+        }
+        std::sort(values.begin(), values.end());
+        if (values.empty()) {
+            return 0;
+        }
+        const std::size_t mid = values.size() / 2;
+        return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+    }
+};
+
+// One line of --results: a contender's medians and instruction counts (-1: not counted).
+struct ResultLine {
+    std::string name;
+    double mb_per_s;
+    double seconds;
+    double user;
+    double sys;
+    double instructions_per_byte;
+    double instructions_per_line;
+};
+
+// Writes the catch-up figures as tab-separated lines under '#' comments saying what was run,
+// for benchmarks/catch_up_chart.py.
+void write_results(const fs::path& file, const std::vector<ResultLine>& results,
+                   const DataFile& data, int rounds) {
+    std::ofstream out(file, std::ios::trunc);
+    out << fmt::format(
+        "# bench_tailer catch-up: {} ({:.0f} MiB, {} lines) in the page cache, "
+        "medians of {} rounds; {}\n",
+        data.path.filename().string(), mib_of(static_cast<double>(data.bytes)), data.lines, rounds,
+        cpu_model());
+    out << "name\tMB/s\tseconds\tuser\tsys\tinstructions/byte\tinstructions/line\n";
+    for (const ResultLine& r : results) {
+        out << fmt::format("{}\t{:.1f}\t{:.4f}\t{:.4f}\t{:.4f}\t{:.4f}\t{:.1f}\n", r.name,
+                           r.mb_per_s, r.seconds, r.user, r.sys, r.instructions_per_byte,
+                           r.instructions_per_line);
+    }
+    if (!out.flush()) {
+        throw std::runtime_error("cannot write " + file.string());
+    }
 }
 
 // --- 2. memory behind a lagging sink ----------------------------------------------------------
@@ -872,10 +1126,6 @@ void print_table(const std::vector<Row>& rows) {
     }
 }
 
-double mib_of(double bytes) {
-    return bytes / static_cast<double>(mib);
-}
-
 std::string micros(std::int64_t ns) {
     return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3);
 }
@@ -885,6 +1135,22 @@ std::string micros(std::int64_t ns) {
 int main(int argc, char** argv) {
     const Config config = parse_args(argc, argv);
     bool broken = false;
+    if (config.run_catch_up > 0) {
+        // What callgrind counts: one catch-up, in this process, printing nothing.
+        try {
+            const auto data = reuse_data(*config.data, std::nullopt);
+            if (!data) {
+                fmt::print(stderr, "bench_tailer: {} has no .meta: not bench_tailer's data\n",
+                           config.data->string());
+                return 1;
+            }
+            const CatchUp c = catch_up(*data, config.run_catch_up);
+            return c.records == data->lines && c.in_order && c.errors == 0 ? 0 : 1;
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "bench_tailer: {}\n", e.what());
+            return 1;
+        }
+    }
     try {
         utsname uts{};
         ::uname(&uts);
@@ -905,6 +1171,7 @@ int main(int argc, char** argv) {
         fmt::print("bench_tailer: {} CPUs online, {}, Linux {} ({}), {}{}\n",
                    ::sysconf(_SC_NPROCESSORS_ONLN), cpu_model(), uts.release, uts.machine, compiler,
                    build);
+        fmt::print("{}\n", cache_sizes());
         const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
         const std::string load_at_start = load_average();
         fmt::print("load average at start: {}\n", load_at_start);
@@ -939,168 +1206,386 @@ int main(int argc, char** argv) {
         const double mb = static_cast<double>(data.bytes) / 1e6;
         const double mlines = static_cast<double>(data.lines) / 1e6;
 
-        // 1. catch-up: wc -l and snaptail alternately (so that both see the same machine), best
-        // of `repeats` each.
-        std::optional<WcRun> wc_best;
-        std::optional<ChildRun<CatchUp>> tail_best;
-        std::optional<ChildRun<CatchUp>> tail2_best;  // 2 parse threads
-        for (int i = 0; i < config.repeats && !broken; ++i) {
-            const WcRun wc = run_wc(data.path);
-            if (!wc.ok || wc.lines != data.lines) {
-                fmt::print(stderr, "bench_tailer: wc -l counted {} lines, expected {}\n", wc.lines,
-                           data.lines);
-                broken = true;
-            } else if (!wc_best || wc.seconds < wc_best->seconds) {
-                wc_best = wc;
+        // 1. catch-up: every contender once per round, the rounds interleaved so that all see
+        // the same machine (each round starts with the next contender); medians of the rounds.
+        const std::optional<fs::path> follow = config.follow ? config.follow : default_follow();
+        std::vector<Contender> contenders;
+        auto add_program = [&](std::string name, std::vector<std::string> args, Output output,
+                               std::string key) {
+            Contender c;
+            c.name = std::move(name);
+            c.args = std::move(args);
+            c.output = output;
+            c.key = std::move(key);
+            contenders.push_back(std::move(c));
+        };
+        add_program("wc -l", {"wc", "-l"}, Output::text, "wc -l");
+        for (const auto& [name, args] :
+             std::vector<std::pair<std::string, std::vector<std::string>>>{
+                 {"cat", {"cat"}}, {"tail -n +1", {"tail", "-n", "+1"}}}) {
+            if (in_path(args.front())) {
+                add_program(name + " > /dev/null", args, Output::null, name);
+                add_program(name + " | pipe", args, Output::pipe, name);
             }
-            for (const unsigned threads : {1u, 2u}) {
-                auto& best = threads == 1 ? tail_best : tail2_best;
-                const auto run = in_child<CatchUp>("catch-up", catch_up_limit,
-                                                   [&] { return catch_up(data, threads); });
-                const CatchUp& c = run.result;
-                if (!run.ok || c.records != data.lines ||
-                    c.content_bytes != data.bytes - data.lines || !c.in_order || c.errors != 0) {
+        }
+        for (const unsigned threads : {1u, 2u}) {
+            Contender c;
+            c.name = threads == 1 ? "snaptail, RawLineParser" : "snaptail, 2 parse threads";
+            c.threads = threads;
+            c.key = c.name;
+            contenders.push_back(std::move(c));
+        }
+        // snaptail-follow exits once idle for 1 ms; with --linger-ms 0 its last batch does not
+        // wait 20 ms for more lines.
+        const std::vector<std::string> follow_flags{"--idle-exit-ms", "1", "--linger-ms", "0"};
+        auto add_follow = [&](const fs::path& binary, const std::string& label,
+                              std::vector<std::string> extra) {
+            std::vector<std::string> args{binary.string()};
+            args.insert(args.end(), follow_flags.begin(), follow_flags.end());
+            args.insert(args.end(), extra.begin(), extra.end());
+            add_program(label + " > /dev/null", args, Output::null, label);
+            add_program(label + " | pipe", args, Output::pipe, label);
+        };
+        if (follow) {
+            add_follow(*follow, "snaptail-follow", {});
+            add_follow(*follow, "snaptail-follow --parse-threads 2", {"--parse-threads", "2"});
+        } else {
+            notes.push_back("snaptail-follow not found (--follow PATH): not measured");
+        }
+        if (config.follow_baseline) {
+            add_follow(*config.follow_baseline, "snaptail-follow (baseline build)", {});
+        }
+
+        std::vector<ChildRun<CatchUp>> library_runs[2];
+        for (int round = 0; round < config.rounds && !broken; ++round) {
+            for (std::size_t k = 0; k < contenders.size() && !broken; ++k) {
+                Contender& c =
+                    contenders[(k + static_cast<std::size_t>(round)) % contenders.size()];
+                if (c.args.empty()) {
+                    const auto run = in_child<CatchUp>("catch-up", catch_up_limit,
+                                                       [&] { return catch_up(data, c.threads); });
+                    const CatchUp& u = run.result;
+                    if (!run.ok || u.records != data.lines ||
+                        u.content_bytes != data.bytes - data.lines || !u.in_order ||
+                        u.errors != 0) {
+                        fmt::print(stderr,
+                                   "bench_tailer: catch-up ({} parse threads) delivered {} of {} "
+                                   "lines, {} of {} bytes{}{}\n",
+                                   c.threads, u.records, data.lines, u.content_bytes,
+                                   data.bytes - data.lines, u.in_order ? "" : ", out of order",
+                                   u.errors != 0 ? fmt::format(", {} errors", u.errors) : "");
+                        broken = true;
+                        continue;
+                    }
+                    c.runs.push_back({u.seconds,
+                                      seconds_of(run.usage.ru_utime),
+                                      seconds_of(run.usage.ru_stime),
+                                      0,
+                                      {},
+                                      true});
+                    library_runs[c.threads - 1].push_back(run);
+                    continue;
+                }
+                std::vector<std::string> args = c.args;
+                args.push_back(data.path.string());
+                ProgramRun run = run_program(args, c.output);
+                std::uint64_t counted = 0;
+                if (c.output == Output::text) {
+                    std::string_view text = run.text;
+                    text.remove_prefix(std::min(text.find_first_not_of(' '), text.size()));
+                    std::from_chars(text.data(), text.data() + text.size(), counted);
+                }
+                const bool right =
+                    run.ok && (c.output == Output::null ||
+                               (c.output == Output::pipe && run.out_bytes == data.bytes) ||
+                               (c.output == Output::text && counted == data.lines));
+                if (!right) {
                     fmt::print(stderr,
-                               "bench_tailer: catch-up ({} parse threads) delivered {} of {} "
-                               "lines, {} of {} bytes{}{}\n",
-                               threads, c.records, data.lines, c.content_bytes,
-                               data.bytes - data.lines, c.in_order ? "" : ", out of order",
-                               c.errors != 0 ? fmt::format(", {} errors", c.errors) : "");
+                               "bench_tailer: {} failed or gave the wrong output ({} bytes to the "
+                               "pipe, {} counted)\n",
+                               c.name, run.out_bytes, counted);
                     broken = true;
-                } else if (!best || c.seconds < best->result.seconds) {
-                    best = run;
+                    continue;
+                }
+                c.runs.push_back(std::move(run));
+            }
+        }
+        fmt::print("1. catch-up timed ({} rounds)\n", config.rounds);
+
+        // Instructions per byte and per line (callgrind) on a smaller log of the same lines.
+        std::optional<DataFile> small;
+        if (config.callgrind_mib > 0 && !broken && in_path("valgrind")) {
+            const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
+            const fs::path small_path = dir / fmt::format("bench_{}m.log", config.callgrind_mib);
+            const fs::path empty_path = dir / "bench_empty.log";
+            const std::uint64_t small_size = config.callgrind_mib * mib;
+            small = reuse_data(small_path, small_size);
+            if (!small) {
+                small = generate_data(small_path, small_size);
+            }
+            std::optional<DataFile> empty = reuse_data(empty_path, 0);
+            if (!empty) {
+                empty = generate_data(empty_path, 0);
+            }
+            page_cache(small->path);
+            std::map<std::string, Instructions> counted;
+            for (Contender& c : contenders) {
+                if (c.output == Output::pipe || counted.contains(c.key)) {
+                    continue;  // one count per program: where its output goes is the kernel's work
+                }
+                auto command = [&](const fs::path& log) {
+                    std::vector<std::string> args = c.args;
+                    if (args.empty()) {
+                        args = {self_path().string(), "--run-catch-up", std::to_string(c.threads),
+                                "--data"};
+                    }
+                    args.push_back(log.string());
+                    return args;
+                };
+                const auto on_log =
+                    callgrind_instructions(command(small->path), scratch / "callgrind.out");
+                const auto on_empty =
+                    callgrind_instructions(command(empty->path), scratch / "callgrind.out");
+                if (on_log && on_empty) {
+                    Instructions n{*on_log, *on_empty};
+                    const double marginal =
+                        static_cast<double>(*on_log) - static_cast<double>(*on_empty);
+                    n.per_byte = marginal / static_cast<double>(small->bytes);
+                    n.per_line = marginal / static_cast<double>(small->lines);
+                    counted[c.key] = n;
                 }
             }
+            for (Contender& c : contenders) {
+                if (const auto it = counted.find(c.key); it != counted.end()) {
+                    c.instructions = it->second;
+                }
+            }
+            fmt::print("1. instructions counted\n");
+        } else if (config.callgrind_mib > 0 && !broken) {
+            notes.push_back("valgrind not found: no instruction counts");
         }
-        if (wc_best) {
-            const WcRun& w = *wc_best;
-            rows.push_back({"catch-up: wc -l (reference)",
-                            fmt::format("{:.0f} MB/s, {:.2f} M lines/s ({:.3f} s, cpu {:.3f} s)",
-                                        mb / w.seconds, mlines / w.seconds, w.seconds, w.cpu),
-                            "-", "info"});
-        }
-        // A catch-up run's speed and its ratios to wc -l's (0 without wc -l).
-        auto catch_up_figures = [&](const CatchUp& c) {
-            const double ratio = wc_best ? wc_best->seconds / c.seconds : 0.0;
-            const double cpu_ratio = wc_best && c.cpu > 0 ? wc_best->cpu / c.cpu : 0.0;
-            return std::pair{
-                ratio, fmt::format("{:.0f} MB/s, {:.2f} M lines/s ({:.3f} s, cpu {:.3f} s), "
-                                   "{:.2f}x wc -l (by cpu time {:.2f}x)",
-                                   mb / c.seconds, mlines / c.seconds, c.seconds, c.cpu, ratio,
-                                   cpu_ratio)};
+
+        // The rows: medians, ratios to the programs each is compared with, instruction counts.
+        auto find = [&](std::string_view name) -> const Contender* {
+            for (const Contender& c : contenders) {
+                if (c.name == name && !c.runs.empty()) {
+                    return &c;
+                }
+            }
+            return nullptr;
         };
-        if (tail_best) {
-            const CatchUp& c = tail_best->result;
-            const auto [ratio, figures] = catch_up_figures(c);
-            rows.push_back({"catch-up: snaptail, RawLineParser", figures, ">= 0.80x wc -l",
-                            verdict(wc_best.has_value(), ratio >= 0.8)});
-            const double without_tail = c.seconds - c.last_batch_gap;
-            notes.push_back(fmt::format(
-                "catch-up: the last batch ({} lines) came {:.1f} ms after the one before it: at "
-                "the end of the file a partial batch waits for linger ({} ms by default); without "
-                "that wait snaptail took {:.3f} s, {:.2f}x wc -l",
-                c.last_batch_lines, c.last_batch_gap * 1e3, defaults.linger.count(), without_tail,
-                wc_best && without_tail > 0 ? wc_best->seconds / without_tail : 0.0));
-            const double peak = static_cast<double>(tail_best->usage.ru_maxrss) / 1024.0;
-            const double bound = mib_of(static_cast<double>(defaults.read_ahead_bytes)) + 16;
-            rows.push_back(
-                {"catch-up: peak RSS",
-                 fmt::format("{:.1f} MiB (read-ahead high water {:.2f} MiB, {} batches)", peak,
-                             mib_of(static_cast<double>(c.read_ahead_high_water)), c.batches),
-                 fmt::format("<= {:.0f} MiB", bound), verdict(true, peak <= bound)});
+        auto ratio_to = [&](const Contender& c, std::string_view name) -> std::optional<double> {
+            const Contender* other = find(name);
+            if (other == nullptr || c.runs.empty()) {
+                return std::nullopt;
+            }
+            return other->median(&ProgramRun::seconds) / c.median(&ProgramRun::seconds);
+        };
+        std::vector<ResultLine> results;
+        for (const Contender& c : contenders) {
+            if (c.runs.empty()) {
+                continue;
+            }
+            const double seconds = c.median(&ProgramRun::seconds);
+            std::string figure =
+                fmt::format("{:.0f} MB/s, {:.2f} M lines/s ({:.3f} s; user {:.3f} s, sys {:.3f} s)",
+                            mb / seconds, mlines / seconds, seconds, c.median(&ProgramRun::user),
+                            c.median(&ProgramRun::sys));
+            if (c.instructions) {
+                figure += fmt::format("; {:.3f} instr/byte, {:.0f} instr/line",
+                                      c.instructions->per_byte, c.instructions->per_line);
+            }
+            std::string target = "-";
+            std::string verdict_text = "info";
+            std::vector<std::pair<std::string, double>> ratios;
+            auto compare = [&](std::string_view name, std::string label) {
+                if (const auto r = ratio_to(c, name)) {
+                    ratios.emplace_back(std::move(label), *r);
+                }
+            };
+            const bool to_pipe = c.output == Output::pipe;
+            const std::string sink = to_pipe ? " | pipe" : " > /dev/null";
+            if (c.args.empty()) {
+                compare("wc -l", "wc -l");
+                const double goal = c.threads == 1 ? 0.8 : 1.2;
+                target = fmt::format(">= {:.1f}x wc -l", goal);
+                if (!ratios.empty()) {
+                    verdict_text = verdict(true, ratios.front().second >= goal);
+                }
+            } else if (c.key.starts_with("snaptail-follow")) {
+                compare("tail -n +1" + sink, "tail");
+                compare("cat" + sink, "cat");
+                if (c.key != "snaptail-follow (baseline build)") {
+                    compare("snaptail-follow (baseline build)" + sink, "baseline");
+                }
+                target = ">= 1.0x tail, >= 0.6x cat";
+                const auto tail = ratio_to(c, "tail -n +1" + sink);
+                const auto cat = ratio_to(c, "cat" + sink);
+                if (tail && cat) {
+                    verdict_text = verdict(true, *tail >= 1.0 && *cat >= 0.6);
+                }
+            } else if (c.name != "wc -l") {
+                compare("wc -l", "wc -l");
+            }
+            for (const auto& [label, r] : ratios) {
+                figure += fmt::format(", {:.2f}x {}", r, label);
+            }
+            rows.push_back({"catch-up: " + c.name, figure, target, verdict_text});
+            results.push_back({c.name, mb / seconds, seconds, c.median(&ProgramRun::user),
+                               c.median(&ProgramRun::sys),
+                               c.instructions ? c.instructions->per_byte : -1.0,
+                               c.instructions ? c.instructions->per_line : -1.0});
         }
-        if (tail2_best) {
-            const auto figures = catch_up_figures(tail2_best->result).second;
-            rows.push_back({"catch-up: snaptail, RawLineParser, 2 parse threads",
-                            fmt::format("{}; peak RSS {:.1f} MiB", figures,
-                                        static_cast<double>(tail2_best->usage.ru_maxrss) / 1024.0),
-                            "-", "info"});
+        if (small) {
+            std::string counts;
+            for (const Contender& c : contenders) {
+                if (c.instructions && c.output != Output::pipe) {
+                    counts += fmt::format("{}{}: {:.1f} M on the log, {:.1f} M on an empty one",
+                                          counts.empty() ? "" : "; ", c.key,
+                                          static_cast<double>(c.instructions->on_log) / 1e6,
+                                          static_cast<double>(c.instructions->on_empty) / 1e6);
+                }
+            }
+            notes.push_back(fmt::format(
+                "instructions: valgrind --tool=callgrind on {} ({:.0f} MiB, {} lines), all "
+                "threads, user space only (the copy out of the page cache is the kernel's: see "
+                "sys); per byte and per line after subtracting the count on an empty log: {}",
+                small->path.string(), mib_of(static_cast<double>(small->bytes)), small->lines,
+                counts));
+        }
+        notes.push_back(
+            "catch-up: programs are timed from spawn to exit; the library's catch-up from the "
+            "tailer's construction until the last line is delivered (in a forked child)");
+        // The library's median run: its last batch's wait and its peak memory.
+        for (const unsigned threads : {1u, 2u}) {
+            auto& runs = library_runs[threads - 1];
+            if (runs.empty()) {
+                continue;
+            }
+            std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
+                return a.result.seconds < b.result.seconds;
+            });
+            const ChildRun<CatchUp>& median = runs[runs.size() / 2];
+            const CatchUp& c = median.result;
+            const double peak = static_cast<double>(median.usage.ru_maxrss) / 1024.0;
+            if (threads == 1) {
+                const double without_tail = c.seconds - c.last_batch_gap;
+                const Contender* wc = find("wc -l");
+                notes.push_back(fmt::format(
+                    "catch-up: the last batch ({} lines) came {:.1f} ms after the one before "
+                    "it: at the end of the file a partial batch waits for linger ({} ms by "
+                    "default); without that wait snaptail took {:.3f} s, {:.2f}x wc -l",
+                    c.last_batch_lines, c.last_batch_gap * 1e3, defaults.linger.count(),
+                    without_tail,
+                    wc != nullptr && without_tail > 0
+                        ? wc->median(&ProgramRun::seconds) / without_tail
+                        : 0.0));
+                const double bound = mib_of(static_cast<double>(defaults.read_ahead_bytes)) + 16;
+                rows.push_back(
+                    {"catch-up: peak RSS",
+                     fmt::format("{:.1f} MiB (read-ahead high water {:.2f} MiB, {} batches)", peak,
+                                 mib_of(static_cast<double>(c.read_ahead_high_water)), c.batches),
+                     fmt::format("<= {:.0f} MiB", bound), verdict(true, peak <= bound)});
+            } else {
+                rows.push_back({"catch-up: peak RSS, 2 parse threads",
+                                fmt::format("{:.1f} MiB", peak), "-", "info"});
+            }
+        }
+        if (config.results) {
+            write_results(*config.results, results, data, config.rounds);
         }
         fmt::print("1. catch-up done\n");
 
-        // 2. a sink slowed to lag_lines_per_second.
-        {
-            const auto run = in_child<Lagging>("lagging sink", scenario_limit, [&] {
-                return lagging_sink(data, config.lag_lines_per_second, config.lag_duration);
-            });
-            const Lagging& l = run.result;
-            const bool ok = run.ok && l.in_order && l.errors == 0 && l.records > 0;
-            broken = broken || !ok;
-            const double peak = static_cast<double>(l.hwm_kib) / 1024.0;
-            const double read_ahead = mib_of(static_cast<double>(defaults.read_ahead_bytes));
-            const double bound = read_ahead + 16;
-            rows.push_back({fmt::format("lagging sink ({:.0f} lines/s, {:.0f} s): peak RSS",
-                                        config.lag_lines_per_second,
-                                        std::chrono::duration<double>(config.lag_duration).count()),
-                            fmt::format("{:.1f} MiB ({:.1f} MiB before the tailer; {:.0f} lines/s "
-                                        "delivered, backlog {:.0f} MiB)",
-                                        peak, static_cast<double>(l.baseline_kib) / 1024.0,
-                                        static_cast<double>(l.records) / l.seconds,
-                                        mib_of(static_cast<double>(l.lag))),
-                            fmt::format("<= {:.0f} MiB", bound), verdict(ok, peak <= bound)});
-            rows.push_back(
-                {"lagging sink: read_ahead_high_water",
-                 fmt::format("{:.2f} MiB", mib_of(static_cast<double>(l.read_ahead_high_water))),
-                 fmt::format("<= {:.0f} MiB (read_ahead_bytes)", read_ahead),
-                 verdict(ok, mib_of(static_cast<double>(l.read_ahead_high_water)) <= read_ahead)});
-            notes.push_back(fmt::format("lagging sink: ru_maxrss from wait4 {:.1f} MiB",
-                                        static_cast<double>(run.usage.ru_maxrss) / 1024.0));
-        }
-        fmt::print("2. lagging sink done\n");
-
-        // 3. an idle tailer.
-        {
-            const auto run = in_child<Idle>("idle tailer", scenario_limit, [&] {
-                return idle_tailer(scratch / "idle.log", config.idle_duration);
-            });
-            const Idle& d = run.result;
-            const bool ok = run.ok && d.errors == 0 && d.records == 0;
-            broken = broken || !ok;
-            const double percent = d.seconds > 0 ? 100.0 * d.cpu / d.seconds : 0.0;
-            rows.push_back({fmt::format("idle tailer ({:.0f} s): CPU", d.seconds),
-                            fmt::format("{:.3f}% ({:.1f} ms cpu, {:.1f} wakeups/s)", percent,
-                                        d.cpu * 1e3, static_cast<double>(d.wakeups) / d.seconds),
-                            "< 1%", verdict(ok, percent < 1.0)});
-        }
-        fmt::print("3. idle tailer done\n");
-
-        // 4. live latency with linger 0, with one parse thread and with two.
-        for (const unsigned threads : {1u, 2u}) {
-            const auto run = in_child<Latency>("live latency", scenario_limit, [&] {
-                return live_latency(scratch / "live.log", config.live_lines_per_second,
-                                    config.latency_duration, threads);
-            });
-            const Latency& t = run.result;
-            const bool ok = run.ok && t.ready && t.in_order && t.errors == 0 &&
-                            t.received == t.written && t.written > 0;
-            if (!ok) {
-                fmt::print(stderr, "bench_tailer: live latency: {} written, {} received{}{}\n",
-                           t.written, t.received, t.ready ? "" : ", tailer never opened the file",
-                           t.in_order ? "" : ", out of order");
+        if (!config.catch_up_only) {
+            // 2. a sink slowed to lag_lines_per_second.
+            {
+                const auto run = in_child<Lagging>("lagging sink", scenario_limit, [&] {
+                    return lagging_sink(data, config.lag_lines_per_second, config.lag_duration);
+                });
+                const Lagging& l = run.result;
+                const bool ok = run.ok && l.in_order && l.errors == 0 && l.records > 0;
+                broken = broken || !ok;
+                const double peak = static_cast<double>(l.hwm_kib) / 1024.0;
+                const double read_ahead = mib_of(static_cast<double>(defaults.read_ahead_bytes));
+                const double bound = read_ahead + 16;
+                rows.push_back(
+                    {fmt::format("lagging sink ({:.0f} lines/s, {:.0f} s): peak RSS",
+                                 config.lag_lines_per_second,
+                                 std::chrono::duration<double>(config.lag_duration).count()),
+                     fmt::format("{:.1f} MiB ({:.1f} MiB before the tailer; {:.0f} lines/s "
+                                 "delivered, backlog {:.0f} MiB)",
+                                 peak, static_cast<double>(l.baseline_kib) / 1024.0,
+                                 static_cast<double>(l.records) / l.seconds,
+                                 mib_of(static_cast<double>(l.lag))),
+                     fmt::format("<= {:.0f} MiB", bound), verdict(ok, peak <= bound)});
+                rows.push_back({"lagging sink: read_ahead_high_water",
+                                fmt::format("{:.2f} MiB",
+                                            mib_of(static_cast<double>(l.read_ahead_high_water))),
+                                fmt::format("<= {:.0f} MiB (read_ahead_bytes)", read_ahead),
+                                verdict(ok, mib_of(static_cast<double>(l.read_ahead_high_water)) <=
+                                                read_ahead)});
+                notes.push_back(fmt::format("lagging sink: ru_maxrss from wait4 {:.1f} MiB",
+                                            static_cast<double>(run.usage.ru_maxrss) / 1024.0));
             }
-            broken = broken || !ok;
-            rows.push_back({fmt::format("live latency ({:.0f} lines/s, linger 0, {} lines{})",
-                                        config.live_lines_per_second, t.written,
-                                        threads > 1 ? ", 2 parse threads" : ""),
-                            fmt::format("p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} batches)",
-                                        micros(t.p50_ns), micros(t.p90_ns), micros(t.p99_ns),
-                                        micros(t.p999_ns), micros(t.max_ns), t.batches),
-                            "p99 < 1 ms", verdict(ok, t.p99_ns < 1'000'000)});
+            fmt::print("2. lagging sink done\n");
+
+            // 3. an idle tailer.
+            {
+                const auto run = in_child<Idle>("idle tailer", scenario_limit, [&] {
+                    return idle_tailer(scratch / "idle.log", config.idle_duration);
+                });
+                const Idle& d = run.result;
+                const bool ok = run.ok && d.errors == 0 && d.records == 0;
+                broken = broken || !ok;
+                const double percent = d.seconds > 0 ? 100.0 * d.cpu / d.seconds : 0.0;
+                rows.push_back(
+                    {fmt::format("idle tailer ({:.0f} s): CPU", d.seconds),
+                     fmt::format("{:.3f}% ({:.1f} ms cpu, {:.1f} wakeups/s)", percent, d.cpu * 1e3,
+                                 static_cast<double>(d.wakeups) / d.seconds),
+                     "< 1%", verdict(ok, percent < 1.0)});
+            }
+            fmt::print("3. idle tailer done\n");
+
+            // 4. live latency with linger 0, with one parse thread and with two.
+            for (const unsigned threads : {1u, 2u}) {
+                const auto run = in_child<Latency>("live latency", scenario_limit, [&] {
+                    return live_latency(scratch / "live.log", config.live_lines_per_second,
+                                        config.latency_duration, threads);
+                });
+                const Latency& t = run.result;
+                const bool ok = run.ok && t.ready && t.in_order && t.errors == 0 &&
+                                t.received == t.written && t.written > 0;
+                if (!ok) {
+                    fmt::print(stderr, "bench_tailer: live latency: {} written, {} received{}{}\n",
+                               t.written, t.received,
+                               t.ready ? "" : ", tailer never opened the file",
+                               t.in_order ? "" : ", out of order");
+                }
+                broken = broken || !ok;
+                rows.push_back({fmt::format("live latency ({:.0f} lines/s, linger 0, {} lines{})",
+                                            config.live_lines_per_second, t.written,
+                                            threads > 1 ? ", 2 parse threads" : ""),
+                                fmt::format("p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} batches)",
+                                            micros(t.p50_ns), micros(t.p90_ns), micros(t.p99_ns),
+                                            micros(t.p999_ns), micros(t.max_ns), t.batches),
+                                "p99 < 1 ms", verdict(ok, t.p99_ns < 1'000'000)});
+            }
+            {
+                const auto run = in_child<Latency>("pipe latency", scenario_limit, [&] {
+                    return pipe_latency(config.live_lines_per_second, config.latency_duration);
+                });
+                const Latency& t = run.result;
+                const bool ok = run.ok && t.received == t.written && t.written > 0;
+                broken = broken || !ok;
+                rows.push_back({"  same writer into a pipe, no snaptail (machine)",
+                                fmt::format("p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                                            micros(t.p50_ns), micros(t.p90_ns), micros(t.p99_ns),
+                                            micros(t.p999_ns), micros(t.max_ns)),
+                                "-", ok ? "info" : "BROKEN"});
+            }
+            fmt::print("4. live latency done\n");
         }
-        {
-            const auto run = in_child<Latency>("pipe latency", scenario_limit, [&] {
-                return pipe_latency(config.live_lines_per_second, config.latency_duration);
-            });
-            const Latency& t = run.result;
-            const bool ok = run.ok && t.received == t.written && t.written > 0;
-            broken = broken || !ok;
-            rows.push_back({"  same writer into a pipe, no snaptail (machine)",
-                            fmt::format("p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
-                                        micros(t.p50_ns), micros(t.p90_ns), micros(t.p99_ns),
-                                        micros(t.p999_ns), micros(t.max_ns)),
-                            "-", ok ? "info" : "BROKEN"});
-        }
-        fmt::print("4. live latency done\n\n");
+        fmt::print("\n");
 
         print_table(rows);
         for (const std::string& note : notes) {

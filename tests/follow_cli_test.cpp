@@ -6,12 +6,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <regex>
 #include <sstream>
 
@@ -84,6 +88,88 @@ class Follow {
     pid_t pid_{-1};
 };
 
+/// What snaptail-follow prints for `content` (whole lines only): each line without its '\n'
+/// and a trailing '\r', long lines under `policy`, each followed by '\n'. An independent
+/// model of the framer's rules, to check the output byte for byte.
+std::string expected_output(std::string_view content, std::size_t max_line_bytes,
+                            std::string_view policy) {
+    std::string out;
+    while (!content.empty()) {
+        const auto nl = content.find('\n');
+        if (nl == std::string_view::npos) {
+            FAIL("expected_output takes whole lines");
+        }
+        std::string_view line = content.substr(0, nl);
+        content.remove_prefix(nl + 1);
+        if (!line.empty() && line.back() == '\r') {
+            line.remove_suffix(1);
+        }
+        if (line.size() <= max_line_bytes) {
+            out.append(line).push_back('\n');
+        } else if (policy == "truncate") {
+            out.append(line.substr(0, max_line_bytes)).push_back('\n');
+        } else if (policy == "split") {
+            for (; line.size() > max_line_bytes; line.remove_prefix(max_line_bytes)) {
+                out.append(line.substr(0, max_line_bytes)).push_back('\n');
+            }
+            out.append(line).push_back('\n');
+        }  // skip: nothing
+    }
+    return out;
+}
+
+/// A log that breaks the runs snaptail-follow writes straight from its read buffer in every
+/// way: lines shorter and longer than the size below which runs are copied, CRLF lines, lone
+/// CRs, empty lines, NUL bytes and invalid UTF-8, and lines longer than `long_bytes`, in an
+/// irregular mix so that one batch holds many runs (and more iovecs than IOV_MAX).
+std::string mixed_log(int lines, std::size_t long_bytes) {
+    std::string content;
+    std::uint64_t state = 12345;
+    auto next = [&state] {  // a small LCG: the same log every run
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return state >> 33;
+    };
+    for (int i = 0; i < lines; ++i) {
+        std::string line = fmt::format("{:06} ", i);
+        const auto kind = next() % 16;
+        std::size_t length = 0;
+        if (kind == 0) {
+            length = long_bytes + 1 + next() % 700;  // long
+        } else if (kind == 1) {
+            length = 0;  // empty (the number is dropped below)
+        } else if (kind < 6) {
+            length = next() % 120;  // short: copied
+        } else {
+            length = 200 + next() % 500;  // around and above the copy threshold
+        }
+        while (line.size() < length) {
+            line.push_back(static_cast<char>('a' + next() % 26));
+        }
+        if (kind == 1) {
+            line.clear();
+        }
+        if (i % 13 == 5 && !line.empty()) {
+            line[line.size() / 2] = '\0';
+        }
+        if (i % 17 == 3) {
+            line += "\xff\xfe\rmid";  // invalid UTF-8 and a lone CR: content
+        }
+        if (i % 7 == 2) {
+            line += '\r';  // CRLF: the '\r' is stripped
+        }
+        content += line;
+        content += '\n';
+    }
+    return content;
+}
+
+/// The value of `"key":N` in --stats output.
+std::uint64_t stat_of(const std::string& err, const std::string& key) {
+    std::smatch match;
+    REQUIRE(std::regex_search(err, match, std::regex("\"" + key + "\":([0-9]+)")));
+    return std::stoull(match[1].str());
+}
+
 }  // namespace
 
 TEST_CASE("snaptail-follow prints every line byte-exact and in order", "[follow]") {
@@ -102,6 +188,192 @@ TEST_CASE("snaptail-follow prints every line byte-exact and in order", "[follow]
     std::string expected = content;
     expected.replace(expected.size() - 7, 7, "crlf\n\n");
     CHECK(follow.out() == expected);
+}
+
+TEST_CASE("snaptail-follow writes byte-exact output whatever breaks the runs in its buffer",
+          "[follow]") {
+    // The output is written from the read buffer in runs of adjacent lines; every line that is
+    // not followed by its own '\n' there (CRLF, long lines) ends a run, short runs are copied,
+    // and a batch may need more iovecs than one writev takes.
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string content = mixed_log(6000, 1000);
+    append(path, content);
+    for (const std::string policy : {"truncate", "skip", "split"}) {
+        for (const std::string batch_lines : {"4096", "1000000"}) {
+            DYNAMIC_SECTION(policy << ", --batch-lines " << batch_lines) {
+                Follow follow(dir,
+                              {"--idle-exit-ms", "200", "--max-line-bytes", "1000", "--long-lines",
+                               policy, "--batch-lines", batch_lines, "--batch-bytes", "100000000",
+                               "--linger-ms", "100", path.string()});
+                CHECK(follow.wait() == 0);
+                CHECK(follow.out() == expected_output(content, 1000, policy));
+            }
+        }
+    }
+    SECTION("a copied line right after IOV_MAX iovecs") {
+        // 512 long CRLF lines take two iovecs each (the line, then its '\n' from elsewhere):
+        // the short CRLF line after them is copied when no iovec is left, and more copies
+        // follow it into the staging buffer.
+        std::string content_at_limit;
+        for (int round = 0; round < 3; ++round) {
+            for (int i = 0; i < 512; ++i) {
+                content_at_limit += fmt::format("{:04}{}\r\n", i, std::string(300, 'L'));
+            }
+            for (int i = 0; i < 100; ++i) {
+                content_at_limit += fmt::format("short {} {}\r\n", round, i);
+            }
+        }
+        const auto limit_path = dir / "limit.log";
+        append(limit_path, content_at_limit);
+        Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "1000000", "--batch-bytes",
+                            "100000000", "--linger-ms", "100", limit_path.string()});
+        CHECK(follow.wait() == 0);
+        CHECK(follow.out() == expected_output(content_at_limit, 1000, "truncate"));
+    }
+    SECTION("CRLF lines only: every line copied, more than the staging buffer in a batch") {
+        std::string crlf;
+        for (int i = 0; i < 30000; ++i) {
+            crlf += fmt::format("crlf line {}\r\n", i);
+        }
+        const auto crlf_path = dir / "crlf.log";
+        append(crlf_path, crlf);
+        Follow follow(dir, {"--idle-exit-ms", "200", "--batch-lines", "1000000", "--batch-bytes",
+                            "100000000", "--linger-ms", "100", crlf_path.string()});
+        CHECK(follow.wait() == 0);
+        CHECK(follow.out() == expected_output(crlf, 1000, "truncate"));
+    }
+}
+
+TEST_CASE("snaptail-follow --parse-threads 2 catches up byte-exact, reading with both threads",
+          "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    // Several MiB: a backlog that both threads read in ranges (see --stats' parallel_reads).
+    const std::string content = mixed_log(30000, 2000);
+    append(path, content);
+    for (const std::string policy : {"truncate", "split"}) {
+        DYNAMIC_SECTION(policy) {
+            Follow follow(dir, {"--idle-exit-ms", "200", "--parse-threads", "2", "--max-line-bytes",
+                                "2000", "--long-lines", policy, "--stats", path.string()});
+            CHECK(follow.wait() == 0);
+            CHECK(follow.out() == expected_output(content, 2000, policy));
+            CHECK(stat_of(follow.err(), "parallel_reads") > 0);
+        }
+    }
+    Follow zero(dir, {"--parse-threads", "0", path.string()});
+    CHECK(zero.wait() == 2);
+    CHECK_THAT(zero.err(), has_substring("parse_threads"));
+}
+
+TEST_CASE("snaptail-follow ends the unterminated last line of a rotated file with a newline",
+          "[follow]") {
+    // The last line of a retired file has no '\n' after it in the read buffer: the byte there
+    // is not the batch's, and the newline written after the line comes from elsewhere.
+    const std::string long_tail(700, 'z');
+    for (const std::string& last :
+         {std::string("partial"), long_tail, long_tail + "\r", std::string("x\0y", 3)}) {
+        DYNAMIC_SECTION("last line of " << last.size() << " bytes") {
+            TempDir dir;
+            const auto path = dir / "app.log";
+            const std::string first = text_of(numbered(std::string(300, 'a'), 1, 50));
+            append(path, first + last);
+            Follow follow(dir, {"--rotate-wait-ms", "50", "--poll-ms", "20", "--linger-ms", "1",
+                                path.string()});
+            REQUIRE(eventually([&] { return follow.out().size() >= first.size(); }));
+            fs::rename(path, dir / "app.log.1");
+            append(path, "c\nd\n");
+            std::string expected = first + last;
+            if (expected.back() == '\r') {
+                expected.pop_back();
+            }
+            expected += "\nc\nd\n";
+            REQUIRE(eventually([&] { return follow.out().size() >= expected.size(); }));
+            follow.signal(SIGTERM);
+            CHECK(follow.wait() == 0);
+            CHECK(follow.out() == expected);
+        }
+    }
+}
+
+TEST_CASE("snaptail-follow writes to a pipe (which it widens) byte-exact", "[follow]") {
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string content = mixed_log(20000, 1000);
+    append(path, content);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::vector<std::string> args{SNAPTAIL_FOLLOW_PATH, "--idle-exit-ms", "200",
+                                  "--max-line-bytes",   "1000",           path.string()};
+    std::vector<char*> argv;
+    for (auto& arg : args) {
+        argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    REQUIRE(rc == 0);
+    std::string out;
+    std::array<char, 4096> buffer{};  // small reads: the writer fills the pipe and waits
+    for (ssize_t n = 0; (n = ::read(fds[0], buffer.data(), buffer.size())) != 0;) {
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        REQUIRE(n > 0);
+        out.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+    // It asked for a 1 MiB pipe buffer, which unprivileged processes get unless the system's
+    // limit is lower.
+    long max_size = 0;
+    std::ifstream("/proc/sys/fs/pipe-max-size") >> max_size;
+    if (max_size >= (1 << 20)) {
+        CHECK(::fcntl(fds[0], F_GETPIPE_SZ) == (1 << 20));
+    }
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(out == expected_output(content, 1000, "truncate"));
+}
+
+TEST_CASE("snaptail-follow writes its output up to where writing fails, then exits 1", "[follow]") {
+    // A file size limit makes a writev short in the middle of a run (the rest is written by
+    // the next call, which fails with EFBIG): the bytes before it are exact, the batch is not
+    // delivered, and the exit status says so.
+    TempDir dir;
+    const auto path = dir / "app.log";
+    const std::string content = text_of(numbered(std::string(290, 'w'), 1, 4000));
+    append(path, content);
+    constexpr rlim_t limit = 300'007;
+    rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    rlimit limited = old;
+    limited.rlim_cur = limit;
+    // SIGXFSZ ignored is inherited across exec: the child's write fails instead of killing it.
+    struct sigaction ignore {};
+    struct sigaction previous {};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGXFSZ, &ignore, &previous) == 0);
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
+    std::optional<Follow> follow;
+    try {
+        follow.emplace(dir, std::vector<std::string>{"--idle-exit-ms", "200", path.string()});
+    } catch (...) {
+        ::setrlimit(RLIMIT_FSIZE, &old);
+        ::sigaction(SIGXFSZ, &previous, nullptr);
+        throw;
+    }
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &old) == 0);
+    REQUIRE(::sigaction(SIGXFSZ, &previous, nullptr) == 0);
+    CHECK(follow->wait() == 1);
+    CHECK(follow->out() == content.substr(0, limit));
+    CHECK_THAT(follow->err(), has_substring("write to stdout: File too large; stopping"));
 }
 
 TEST_CASE("snaptail-follow reports bad usage with exit status 2", "[follow]") {
@@ -141,27 +413,17 @@ TEST_CASE("snaptail-follow -h and --help print the help on stdout and exit 0", "
         CHECK(follow.wait() == 0);
         const std::string out = follow.out();
         CHECK_THAT(out, Catch::Matchers::StartsWith("usage: snaptail-follow [options] [PATH]\n"));
-        for (const char* option : {"--from-beginning",
-                                   "--from-end",
-                                   "--batch-lines N",
-                                   "--batch-bytes N",
-                                   "--linger-ms N",
-                                   "--max-line-bytes N",
-                                   "--long-lines POLICY",
-                                   "--read-ahead-bytes N",
-                                   "--poll-ms N",
-                                   "--rotate-wait-ms N",
-                                   "--no-inotify",
-                                   "--checkpoint FILE",
-                                   "--commit-interval-ms N",
-                                   "--sink-delay-ms N",
-                                   "--idle-exit-ms N",
-                                   "--show-batches",
-                                   "--stats",
-                                   "--dir ROOT",
-                                   "--glob PATTERN",
-                                   "--all-files",
-                                   "--order name|mtime",
+        for (const char* option : {"--from-beginning",     "--from-end",
+                                   "--batch-lines N",      "--batch-bytes N",
+                                   "--linger-ms N",        "--parse-threads N",
+                                   "--max-line-bytes N",   "--long-lines POLICY",
+                                   "--read-ahead-bytes N", "--poll-ms N",
+                                   "--rotate-wait-ms N",   "--no-inotify",
+                                   "--checkpoint FILE",    "--commit-interval-ms N",
+                                   "--sink-delay-ms N",    "--idle-exit-ms N",
+                                   "--show-batches",       "--stats",
+                                   "--dir ROOT",           "--glob PATTERN",
+                                   "--all-files",          "--order name|mtime",
                                    "--max-open-files N"}) {
             CHECK_THAT(out, has_substring(option));
         }
